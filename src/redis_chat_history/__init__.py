@@ -1,0 +1,67 @@
+"""Chat history for LLM applications in plain Redis, Valkey, Memorystore and ElastiCache.
+
+The core stores (:class:`ChatHistoryStore`, :class:`AsyncChatHistoryStore`) need only
+redis-py. The LangChain drop-ins (:class:`RedisChatMessageHistory`,
+:class:`MemorystoreChatMessageHistory`) load on first use and need the ``langchain`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._clients import redact_url
+from ._validate import MAX_SESSION_ID_LENGTH
+from ._version import __version__
+from .async_store import AsyncChatHistoryStore
+from .codec import DEFAULT_MAX_MESSAGE_BYTES
+from .errors import (
+    ChatHistoryError,
+    CorruptMessageError,
+    InvalidMessageError,
+    InvalidOptionError,
+    InvalidSessionIdError,
+    MessageTooLargeError,
+    WrongTypeError,
+)
+from .layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
+from .store import ChatHistoryStore
+
+if TYPE_CHECKING:
+    from .langchain import MemorystoreChatMessageHistory, RedisChatMessageHistory
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "MAX_SESSION_ID_LENGTH",
+    "AsyncChatHistoryStore",
+    "ChatHistoryError",
+    "ChatHistoryStore",
+    "CommunityLayout",
+    "CorruptMessageError",
+    "InvalidMessageError",
+    "InvalidOptionError",
+    "InvalidSessionIdError",
+    "Layout",
+    "MemorystoreChatMessageHistory",
+    "MemorystoreLayout",
+    "MessageTooLargeError",
+    "NativeLayout",
+    "RedisChatMessageHistory",
+    "WrongTypeError",
+    "__version__",
+    "redact_url",
+]
+
+_LANGCHAIN_NAMES = frozenset({"RedisChatMessageHistory", "MemorystoreChatMessageHistory"})
+
+
+def __getattr__(name: str) -> Any:
+    """Load the LangChain classes only when asked for, so the core works without them."""
+    if name in _LANGCHAIN_NAMES:
+        try:
+            from . import langchain
+        except ImportError as exc:  # langchain-core missing
+            raise ImportError(
+                f"{name} needs langchain-core: pip install 'redis-chat-history[langchain]'"
+            ) from exc
+        return getattr(langchain, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

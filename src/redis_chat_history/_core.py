@@ -1,0 +1,271 @@
+"""The redis-free core shared by the sync and async stores.
+
+Every operation is a :class:`Plan`: the Redis calls to send in one round trip and a
+function that turns the replies into the result. The stores only send and await; all
+decisions (key names, commands, the append script, reading replies) are made here, so
+they are written once and unit-tested without a server.
+
+Exactly-once appends: redis-py retries a command after a timeout or a dropped connection,
+and the first attempt may already have been applied. Every append therefore carries a
+random token; the append script stores the token in a per-session sorted set, in the same
+hash slot as the list, and skips any batch whose token is already there. The list itself
+holds only the upstream-format elements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from . import codec
+from ._validate import check_max_messages, check_positive_int, check_session_id, check_ttl
+from .errors import InvalidOptionError, WrongTypeError
+from .layouts import Layout, resolve_layout
+
+__all__ = [
+    "APPEND_SCRIPT",
+    "Call",
+    "Plan",
+    "StoreConfig",
+    "plan_append",
+    "plan_clear",
+    "plan_count",
+    "plan_delete",
+    "plan_read",
+    "translate_error",
+]
+
+T = TypeVar("T")
+
+#: How long (ms) and how many append tokens a session remembers for duplicate detection.
+TOKEN_WINDOW_MS = 10 * 60 * 1000
+MAX_TOKENS = 1000
+# Lua's unpack() is limited by the C stack (~8000 values); push in chunks well below it.
+_PUSH_CHUNK = 1000
+
+APPEND_SCRIPT = """
+local list_type = redis.call('TYPE', KEYS[1])['ok']
+if list_type ~= 'list' and list_type ~= 'none' then
+  return redis.error_reply('WRONGTYPE rch 1 ' .. list_type)
+end
+local token_type = redis.call('TYPE', KEYS[2])['ok']
+if token_type ~= 'zset' and token_type ~= 'none' then
+  return redis.error_reply('WRONGTYPE rch 2 ' .. token_type)
+end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return {0, redis.call('LLEN', KEYS[1])}
+end
+local push, ttl, cap = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local window, max_tokens, chunk = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local length = 0
+for first = 8, #ARGV, chunk do
+  length = redis.call(push, KEYS[1], unpack(ARGV, first, math.min(first + chunk - 1, #ARGV)))
+end
+if cap > 0 and length > cap then
+  if push == 'LPUSH' then
+    redis.call('LTRIM', KEYS[1], 0, cap - 1)
+  else
+    redis.call('LTRIM', KEYS[1], -cap, -1)
+  end
+  length = cap
+end
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - window)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -max_tokens - 1)
+redis.call('PEXPIRE', KEYS[2], math.max(window, ttl * 1000))
+return {1, length}
+"""
+APPEND_SCRIPT_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Redis call: a plain command, or the append script with its keys and args."""
+
+    args: tuple[Any, ...]
+    script: str | None = None
+    script_sha: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan(Generic[T]):
+    """Calls sent together in one round trip, and how to read their replies."""
+
+    calls: tuple[Call, ...]
+    parse: Callable[[list[Any]], T]
+    #: Keys named in WrongTypeError when Redis answers WRONGTYPE (first = the list).
+    keys: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Validated options shared by both stores."""
+
+    layout: Layout
+    ttl: int | None = None
+    max_messages: int | None = None
+    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
+    strict: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        layout: Layout | str = "native",
+        ttl: Any = None,
+        max_messages: Any = None,
+        max_message_bytes: Any = codec.DEFAULT_MAX_MESSAGE_BYTES,
+        strict: Any = True,
+    ) -> StoreConfig:
+        if not isinstance(strict, bool):
+            raise InvalidOptionError(f"strict must be a bool, not {type(strict).__name__}")
+        return cls(
+            layout=resolve_layout(layout),
+            ttl=check_ttl(ttl),
+            max_messages=check_max_messages(max_messages),
+            max_message_bytes=check_positive_int("max_message_bytes", max_message_bytes),
+            strict=strict,
+        )
+
+
+def plan_append(
+    config: StoreConfig,
+    session_id: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    token: str | None = None,
+) -> Plan[int] | None:
+    """Append ``records`` (chronological) atomically; the reply is the new message count.
+
+    Returns None for an empty batch, which needs no round trip.
+    """
+    check_session_id(session_id)
+    elements = codec.encode_records(records, config.max_message_bytes)
+    if not elements:
+        return None
+    layout = config.layout
+    keys = (layout.messages_key(session_id), layout.token_key(session_id))
+    args = (
+        token or secrets.token_urlsafe(12),
+        "LPUSH" if layout.newest_first else "RPUSH",
+        config.ttl or 0,
+        config.max_messages or 0,
+        TOKEN_WINDOW_MS,
+        MAX_TOKENS,
+        _PUSH_CHUNK,
+        *elements,
+    )
+    call = Call(args=args, script=APPEND_SCRIPT, script_sha=APPEND_SCRIPT_SHA, keys=keys)
+    return Plan((call,), lambda replies: int(replies[0][1]), keys)
+
+
+Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
+
+
+def _window(newest_first: bool, start: int, stop: int | None) -> Window:
+    """The LRANGE bounds holding chronological positions ``[start, stop)``."""
+    if not newest_first:
+        return start, -1 if stop is None else stop - 1
+    # Chronological position i sits at list index -(i + 1).
+    return (0 if stop is None else -stop), -(start + 1)
+
+
+def _indices(window: Window, count: int) -> range:
+    """LINDEX indices of the ``count`` elements LRANGE returned for ``window``."""
+    start, stop = window
+    if start >= 0:
+        return range(start, start + count)
+    if stop < 0 and count == stop - start + 1:
+        return range(start, start + count)  # negative, exact: the list was long enough
+    return range(count)  # Redis clamped a negative start to 0
+
+
+def plan_read(
+    config: StoreConfig,
+    session_id: str,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    last: int | None = None,
+    strict: bool | None = None,
+    convert: Callable[[codec.Record], T] | None = None,
+) -> Plan[list[Any]]:
+    """Read chronological positions ``[start, stop)``, or only the newest ``last``."""
+    check_session_id(session_id)
+    if last is not None:
+        if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+            raise InvalidOptionError(f"last must be an int >= 0, got {last!r}")
+        if last == 0:
+            return Plan((), lambda replies: [])
+        window = (0, last - 1) if config.layout.newest_first else (-last, -1)
+    else:
+        for name, value in (("start", start), ("stop", stop)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidOptionError(f"{name} must be an int >= 0, got {value!r}")
+        if stop is not None and stop <= start:
+            return Plan((), lambda replies: [])
+        window = _window(config.layout.newest_first, start, stop)
+    key = config.layout.messages_key(session_id)
+    reverse = config.layout.newest_first
+    use_strict = config.strict if strict is None else strict
+
+    def parse(replies: list[Any]) -> list[Any]:
+        elements = replies[0]
+        indices: Sequence[int] = _indices(window, len(elements))
+        if reverse:
+            elements, indices = elements[::-1], indices[::-1]
+        return codec.decode_elements(
+            elements, key=key, indices=indices, strict=use_strict, convert=convert
+        )
+
+    return Plan((Call(("LRANGE", key, *window)),), parse, (key,))
+
+
+def plan_count(config: StoreConfig, session_id: str) -> Plan[int]:
+    """The number of messages in the session."""
+    check_session_id(session_id)
+    key = config.layout.messages_key(session_id)
+    return Plan((Call(("LLEN", key)),), lambda replies: int(replies[0]), (key,))
+
+
+def plan_clear(config: StoreConfig, session_id: str) -> Plan[bool]:
+    """Delete the session's keys; the reply says whether it had any messages."""
+    check_session_id(session_id)
+    layout = config.layout
+    keys = (layout.messages_key(session_id), layout.token_key(session_id))
+    # Both keys share a hash slot, so one DEL is legal on Redis Cluster too.
+    return Plan((Call(("DEL", *keys)),), lambda replies: int(replies[0]) > 0, keys)
+
+
+def plan_delete(config: StoreConfig, session_ids: Sequence[str]) -> Plan[int]:
+    """Delete several sessions (one DEL each, pipelined); the reply counts the lists removed."""
+    layout = config.layout
+    calls = []
+    for session_id in session_ids:
+        check_session_id(session_id)
+        calls.append(Call(("DEL", layout.messages_key(session_id))))
+        calls.append(Call(("DEL", layout.token_key(session_id))))
+    return Plan(tuple(calls), lambda replies: sum(int(r) for r in replies[::2]))
+
+
+def translate_error(message: str, keys: Sequence[str]) -> WrongTypeError | None:
+    """Turn a Redis WRONGTYPE error into WrongTypeError naming the key; None for others."""
+    if not message.startswith("WRONGTYPE"):
+        return None
+    words = message.split()
+    if len(words) >= 4 and words[1] == "rch":  # from the append script: key number + type
+        position = int(words[2]) - 1
+        expected = "list" if position == 0 else "sorted set"
+        return WrongTypeError(keys[position], expected, words[3])
+    return WrongTypeError(keys[0] if keys else "?", "list")
+

@@ -1,0 +1,81 @@
+"""Checks on caller input, run before anything is sent to Redis."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import timedelta
+from typing import Any
+
+from .errors import InvalidOptionError, InvalidSessionIdError
+
+__all__ = [
+    "MAX_SESSION_ID_LENGTH",
+    "check_max_messages",
+    "check_positive_int",
+    "check_session_id",
+    "check_ttl",
+]
+
+#: The longest session id accepted, in characters.
+MAX_SESSION_ID_LENGTH = 1024
+
+# Control characters, lone surrogates and line/paragraph separators: they break logs,
+# terminals and key listings, and lone surrogates cannot even be encoded as UTF-8.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def check_session_id(session_id: Any) -> str:
+    """Return ``session_id`` if it can name a session, else raise InvalidSessionIdError."""
+    if not isinstance(session_id, str):
+        raise InvalidSessionIdError(
+            f"session id must be a str, not {type(session_id).__name__}"
+        )
+    if not session_id:
+        raise InvalidSessionIdError("session id must not be empty")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise InvalidSessionIdError(
+            f"session id is {len(session_id)} characters long; the limit is "
+            f"{MAX_SESSION_ID_LENGTH}"
+        )
+    if not session_id.isprintable():
+        for position, char in enumerate(session_id):
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                raise InvalidSessionIdError(
+                    f"session id contains the control character U+{ord(char):04X} at "
+                    f"position {position}"
+                )
+    return session_id
+
+
+def check_ttl(ttl: Any) -> int | None:
+    """Normalise a ttl to whole seconds; ``None`` and ``0`` mean "no expiry" (as upstream)."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+        if seconds != int(seconds):
+            raise InvalidOptionError(f"ttl must be whole seconds, got {ttl!r}")
+        ttl = int(seconds)
+    elif isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise InvalidOptionError(
+            f"ttl must be an int number of seconds or a timedelta, not {type(ttl).__name__}"
+        )
+    if ttl < 0:
+        raise InvalidOptionError(
+            f"ttl must not be negative (got {ttl}); use None for no expiry"
+        )
+    return ttl or None
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int >= 1, else raise InvalidOptionError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOptionError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise InvalidOptionError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def check_max_messages(value: Any) -> int | None:
+    """``None`` (keep everything) or a positive int."""
+    return None if value is None else check_positive_int("max_messages", value)

@@ -1,0 +1,143 @@
+"""Message records to list elements and back.
+
+A *record* is what LangChain's ``message_to_dict`` returns: ``{"type": str, "data": dict}``.
+Elements are written exactly as the upstream packages write them (``json.dumps`` with the
+standard library's defaults: ``", "``/``": "`` separators, ``ensure_ascii=True``), so either
+side reads what the other wrote. Reading uses orjson when it is installed and falls back to
+the standard library for anything orjson refuses (NaN, huge ints, lone surrogates), so the
+result is the same either way.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from .errors import CorruptMessageError, InvalidMessageError, MessageTooLargeError
+
+try:  # optional speed-up for reads; results are identical without it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised when the extra is absent
+    _orjson = None
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "Record",
+    "decode_elements",
+    "encode_records",
+    "is_record",
+]
+
+#: Largest encoded message accepted by default (1 MiB).
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+Record = dict[str, Any]
+T = TypeVar("T")
+
+
+def is_record(value: object) -> bool:
+    """True for a ``{"type": str, "data": dict}`` mapping, the shape every reader expects."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("type"), str)
+        and isinstance(value.get("data"), dict)
+    )
+
+
+def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list[bytes]:
+    """Encode a whole batch up front, so a bad message fails before anything is sent."""
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
+        raise InvalidMessageError(
+            f"expected a sequence of message records, got {type(records).__name__}"
+        )
+    encoded = []
+    for position, record in enumerate(records):
+        if not is_record(record):
+            raise InvalidMessageError(
+                f"message {position} of the batch is not a {{'type': str, 'data': dict}} "
+                f"record (got {type(record).__name__}); nothing of the batch was written"
+            )
+        try:
+            element = json.dumps(record).encode("ascii")
+        except (TypeError, ValueError) as exc:
+            raise InvalidMessageError(
+                f"message {position} of the batch cannot be encoded as JSON ({exc}); "
+                "nothing of the batch was written"
+            ) from exc
+        if len(element) > max_bytes:
+            raise MessageTooLargeError(len(element), max_bytes, position)
+        encoded.append(element)
+    return encoded
+
+
+def _loads(element: bytes | str) -> Any:
+    if _orjson is not None:
+        try:
+            return _orjson.loads(element)
+        except _orjson.JSONDecodeError:
+            pass  # let the standard library decide (it accepts NaN, big ints, ...)
+    return json.loads(element)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many objects that hold no cycles.
+
+    Decoding thousands of messages otherwise triggers repeated full collections, which
+    cost more than the decoding itself.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def decode_elements(
+    elements: Sequence[bytes | str],
+    *,
+    key: str,
+    indices: Sequence[int],
+    strict: bool,
+    convert: Callable[[Record], T] | None = None,
+) -> list[Any]:
+    """Decode list elements (already in chronological order) into records.
+
+    ``indices[i]`` is the list index (as LINDEX counts) of ``elements[i]``; it names the
+    element in errors. ``convert`` turns each record into the caller's object (a LangChain
+    message, say); if it raises ValueError, TypeError or KeyError the element counts as
+    corrupt. With ``strict`` a corrupt element raises CorruptMessageError; otherwise it is
+    skipped with a warning.
+    """
+    out: list[Any] = []
+    with _collector_paused():
+        for element, index in zip(elements, indices):
+            try:
+                record = _loads(element)
+            except (ValueError, UnicodeDecodeError) as exc:
+                _corrupt(key, index, f"not valid JSON ({exc})", strict)
+                continue
+            if not is_record(record):
+                _corrupt(key, index, "not a {'type': str, 'data': dict} record", strict)
+                continue
+            if convert is None:
+                out.append(record)
+                continue
+            try:
+                out.append(convert(record))
+            except (ValueError, TypeError, KeyError) as exc:
+                _corrupt(key, index, f"not a readable message ({exc})", strict)
+    return out
+
+
+def _corrupt(key: str, index: int, reason: str, strict: bool) -> None:
+    error = CorruptMessageError(key, index, reason)
+    if strict:
+        raise error
+    warnings.warn(f"{error}; skipped (strict=False)", RuntimeWarning, stacklevel=4)

@@ -1,0 +1,84 @@
+"""The exceptions this package raises.
+
+Everything derives from :class:`ChatHistoryError`, so one ``except`` catches all of them::
+
+    ChatHistoryError
+    ├── InvalidSessionIdError      (also ValueError) the session id cannot be used
+    ├── InvalidOptionError         (also ValueError) a ttl, limit or layout option is wrong
+    ├── InvalidMessageError        (also ValueError) a message cannot be stored as given
+    │   └── MessageTooLargeError   the encoded message is over the size limit
+    ├── CorruptMessageError        (also ValueError) a stored value is not a message
+    └── WrongTypeError             (also TypeError)  a key holds another Redis type
+
+Errors from Redis itself (connection refused, timeouts, ...) are redis-py's own
+``redis.exceptions.RedisError`` subclasses and pass through unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChatHistoryError",
+    "CorruptMessageError",
+    "InvalidMessageError",
+    "InvalidOptionError",
+    "InvalidSessionIdError",
+    "MessageTooLargeError",
+    "WrongTypeError",
+]
+
+
+class ChatHistoryError(Exception):
+    """Base class of every error raised by redis-chat-history."""
+
+
+class InvalidSessionIdError(ChatHistoryError, ValueError):
+    """The session id is not a non-empty string of printable characters within the length limit."""
+
+
+class InvalidOptionError(ChatHistoryError, ValueError):
+    """A store option (ttl, max_messages, size limit, layout, ...) has a wrong type or value."""
+
+
+class InvalidMessageError(ChatHistoryError, ValueError):
+    """A message record cannot be stored: it is not a ``{"type": ..., "data": {...}}`` mapping
+    or it is not JSON-serialisable. Nothing of its batch was written."""
+
+
+class MessageTooLargeError(InvalidMessageError):
+    """The encoded message is larger than the store's ``max_message_bytes``."""
+
+    def __init__(self, size: int, limit: int, position: int) -> None:
+        super().__init__(
+            f"message {position} of the batch encodes to {size} bytes, over the limit of "
+            f"{limit} bytes (max_message_bytes); nothing of the batch was written"
+        )
+        self.size = size
+        self.limit = limit
+        self.position = position
+
+
+class CorruptMessageError(ChatHistoryError, ValueError):
+    """A value stored in the session's list is not valid JSON or not a message record.
+
+    ``key`` is the Redis key and ``index`` the element's index in that list (as ``LINDEX``
+    counts), so it can be inspected with ``redis-cli LINDEX key index``.
+    """
+
+    def __init__(self, key: str, index: int, reason: str) -> None:
+        super().__init__(f"corrupt message at {key!r} index {index}: {reason}")
+        self.key = key
+        self.index = index
+        self.reason = reason
+
+
+class WrongTypeError(ChatHistoryError, TypeError):
+    """A key the session needs holds another Redis type (e.g. a string where a list belongs)."""
+
+    def __init__(self, key: str, expected: str, actual: str | None = None) -> None:
+        found = f"a {actual}" if actual else "another type"
+        super().__init__(
+            f"key {key!r} holds {found}, not a {expected}; it was left untouched"
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual

@@ -1,0 +1,225 @@
+"""Drop-in replacements for the two LangChain chat histories people keep in Redis.
+
+``RedisChatMessageHistory`` takes langchain-community's arguments and reads and writes its
+data (``message_store:<id>``, newest first); ``MemorystoreChatMessageHistory`` takes
+langchain-google-memorystore-redis's arguments and data (``<id>``, oldest first). Only the
+import line changes. Both add one-round-trip atomic batches, exactly-once appends, native
+asyncio methods, windowed reads and clear errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
+
+from . import _core
+from ._clients import async_client_for_url, async_twin, client_for_url, redact_url
+from ._validate import check_session_id
+from .async_store import AsyncChatHistoryStore
+from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
+from .errors import InvalidOptionError
+from .layouts import CommunityLayout, Layout, MemorystoreLayout
+from .store import ChatHistoryStore
+
+__all__ = ["MemorystoreChatMessageHistory", "RedisChatMessageHistory"]
+
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+def record_to_message(record: Record) -> BaseMessage:
+    """One stored record as a LangChain message (any type ``messages_from_dict`` knows)."""
+    return messages_from_dict([record])[0]
+
+
+def _check_window(window: Any) -> int | None:
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise InvalidOptionError(f"window must be None or an int >= 1, got {window!r}")
+    return window
+
+
+class _RedisHistory(BaseChatMessageHistory):
+    """What both drop-ins share: a sync store, an asyncio store made on demand, a window."""
+
+    def __init__(
+        self,
+        session_id: str,
+        config: _core.StoreConfig,
+        *,
+        client: SyncClient | None,
+        async_client: AsyncClient | None,
+        url: str | None,
+        window: int | None,
+    ) -> None:
+        self.session_id = check_session_id(session_id)
+        self.window = _check_window(window)
+        self._config = config
+        self._url = url
+        self._sync_client = client
+        self._async_client = async_client
+        self._store: ChatHistoryStore | None = None
+        self._async_store: tuple[asyncio.AbstractEventLoop, AsyncChatHistoryStore] | None = None
+
+    def __repr__(self) -> str:
+        where = f"url={redact_url(self._url)!r}" if self._url else "client"
+        return (
+            f"{type(self).__name__}(session_id={self.session_id!r}, {where}, "
+            f"layout={self._config.layout!r})"
+        )
+
+    @property
+    def store(self) -> ChatHistoryStore:
+        """The synchronous store behind this history."""
+        if self._store is None:
+            client = self._sync_client or client_for_url(self._url or "")
+            self._store = ChatHistoryStore._from_config(client, self._config, self._url)
+        return self._store
+
+    @property
+    def async_store(self) -> AsyncChatHistoryStore:
+        """The asyncio store behind this history, for the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._async_store is None or self._async_store[0] is not loop:
+            if self._async_client is not None:
+                client: AsyncClient = self._async_client
+            elif self._url is not None:
+                client = async_client_for_url(self._url)
+            else:
+                assert self._sync_client is not None
+                client = async_twin(self._sync_client)
+            store = AsyncChatHistoryStore._from_config(client, self._config, self._url)
+            self._async_store = (loop, store)
+        return self._async_store[1]
+
+    @property
+    def key(self) -> str:
+        """The Redis key of this session's message list."""
+        return self._config.layout.messages_key(self.session_id)
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """The conversation, oldest first (only the newest ``window`` if one is set)."""
+        return self.get_messages(last=self.window)
+
+    def get_messages(self, last: int | None = None) -> list[BaseMessage]:
+        """All messages, or the newest ``last`` in chronological order (reading only those)."""
+        return self.store.messages(self.session_id, last=last, convert=record_to_message)
+
+    async def aget_messages(self, last: int | None = None) -> list[BaseMessage]:
+        """Async twin of :meth:`get_messages` (defaults to the ``window``)."""
+        if last is None:
+            last = self.window
+        return await self.async_store.messages(
+            self.session_id, last=last, convert=record_to_message
+        )
+
+    def add_message(self, message: BaseMessage) -> None:
+        """Store one message (one round trip, exactly once)."""
+        self.add_messages([message])
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store a batch in one round trip, atomically and exactly once."""
+        self.store.append(self.session_id, [message_to_dict(m) for m in messages])
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Async twin of :meth:`add_messages`."""
+        await self.async_store.append(self.session_id, [message_to_dict(m) for m in messages])
+
+    def clear(self) -> None:
+        """Delete this session's messages."""
+        self.store.clear(self.session_id)
+
+    async def aclear(self) -> None:
+        """Async twin of :meth:`clear`."""
+        await self.async_store.clear(self.session_id)
+
+
+class RedisChatMessageHistory(_RedisHistory):
+    """langchain-community's ``RedisChatMessageHistory``, same arguments and data.
+
+    Keyword-only extras: ``client``/``async_client`` (use these redis-py clients instead
+    of ``url``), ``layout`` (default: community with ``key_prefix``), ``max_messages``
+    (keep only the newest N), ``window`` (``.messages`` returns only the newest N),
+    ``strict`` and ``max_message_bytes``.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        url: str = "redis://localhost:6379/0",
+        key_prefix: str = "message_store:",
+        ttl: int | None = None,
+        *,
+        client: SyncClient | None = None,
+        async_client: AsyncClient | None = None,
+        layout: Layout | str | None = None,
+        max_messages: int | None = None,
+        window: int | None = None,
+        strict: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        config = _core.StoreConfig.build(
+            CommunityLayout(key_prefix) if layout is None else layout,
+            ttl, max_messages, max_message_bytes, strict,
+        )
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        use_url = None if client is not None else url
+        super().__init__(
+            session_id, config, client=client, async_client=async_client,
+            url=use_url, window=window,
+        )
+
+    @property
+    def redis_client(self) -> SyncClient:
+        """The synchronous redis-py client (shared per URL; created without I/O)."""
+        return self.store.client
+
+
+class MemorystoreChatMessageHistory(_RedisHistory):
+    """langchain-google-memorystore-redis's ``MemorystoreChatMessageHistory``, same
+    arguments (the client comes first) and data. Accepts ``redis.Redis`` and
+    ``redis.cluster.RedisCluster`` clients, with or without ``decode_responses``.
+
+    Keyword-only extras as for :class:`RedisChatMessageHistory`; async methods use
+    ``async_client`` if given, else an asyncio client with the same connection settings.
+    """
+
+    def __init__(
+        self,
+        client: SyncClient,
+        session_id: str,
+        ttl: int | None = None,
+        *,
+        async_client: AsyncClient | None = None,
+        layout: Layout | str | None = None,
+        max_messages: int | None = None,
+        window: int | None = None,
+        strict: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+            raise InvalidOptionError(
+                "client must be a redis.Redis or redis.cluster.RedisCluster, not "
+                f"{type(client).__name__}"
+            )
+        config = _core.StoreConfig.build(
+            MemorystoreLayout() if layout is None else layout,
+            ttl, max_messages, max_message_bytes, strict,
+        )
+        super().__init__(
+            session_id, config, client=client, async_client=async_client,
+            url=None, window=window,
+        )
+        # The attribute names upstream used, for code that reached into them.
+        self._redis = client
+        self._key = self.key
+        self._ttl = ttl

