@@ -15,7 +15,7 @@ import inspect
 import threading
 import weakref
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -66,18 +66,19 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
+    shown = url
+    if "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = "&".join(
-        f"{name}=***" if name.lower() == "password" else item
-        for item in parts.query.split("&")
-        if item
-        for name in [item.split("=", 1)[0]]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        shown = shown.replace(parts.netloc, netloc, 1)
+    if parts.query:
+        query = "&".join(
+            f"{item.split('=', 1)[0]}=***" if item.split("=", 1)[0].lower() == "password" else item
+            for item in parts.query.split("&")
+        )
+        shown = shown.replace("?" + parts.query, "?" + query, 1)
+    return shown
 
 
 _sync_lock = threading.Lock()
@@ -157,9 +158,7 @@ def _build_twin(client: SyncClient) -> AsyncClient:
         kwargs = _twin_kwargs(kwargs, redis.asyncio.connection.Connection)
         for name in ("host", "port", "db"):
             kwargs.pop(name, None)
-        nodes = [
-            redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()
-        ]
+        nodes = [redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     pool = client.connection_pool
     async_cls = _CONNECTION_TWINS.get(pool.connection_class)

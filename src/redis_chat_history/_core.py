@@ -29,6 +29,7 @@ __all__ = [
     "APPEND_SCRIPT",
     "Call",
     "Plan",
+    "Script",
     "StoreConfig",
     "plan_append",
     "plan_clear",
@@ -46,7 +47,19 @@ MAX_TOKENS = 1000
 # Lua's unpack() is limited by the C stack (~8000 values); push in chunks well below it.
 _PUSH_CHUNK = 1000
 
-APPEND_SCRIPT = """
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, sent as EVALSHA and, if the server lacks it, as EVAL."""
+
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+APPEND_SCRIPT = Script("""
 local list_type = redis.call('TYPE', KEYS[1])['ok']
 if list_type ~= 'list' and list_type ~= 'none' then
   return redis.error_reply('WRONGTYPE rch 1 ' .. list_type)
@@ -82,17 +95,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - window)
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -max_tokens - 1)
 redis.call('PEXPIRE', KEYS[2], math.max(window, ttl * 1000))
 return {1, length}
-"""
-APPEND_SCRIPT_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+""")
 
 
 @dataclass(frozen=True)
 class Call:
-    """One Redis call: a plain command, or the append script with its keys and args."""
+    """One Redis call: a plain command, or a script with its keys and args."""
 
     args: tuple[Any, ...]
-    script: str | None = None
-    script_sha: str | None = None
+    script: Script | None = None
     keys: tuple[str, ...] = ()
 
 
@@ -163,7 +174,7 @@ def plan_append(
         _PUSH_CHUNK,
         *elements,
     )
-    call = Call(args=args, script=APPEND_SCRIPT, script_sha=APPEND_SCRIPT_SHA, keys=keys)
+    call = Call(args=args, script=APPEND_SCRIPT, keys=keys)
     return Plan((call,), lambda replies: int(replies[0][1]), keys)
 
 
@@ -268,4 +279,3 @@ def translate_error(message: str, keys: Sequence[str]) -> WrongTypeError | None:
         expected = "list" if position == 0 else "sorted set"
         return WrongTypeError(keys[position], expected, words[3])
     return WrongTypeError(keys[0] if keys else "?", "list")
-

@@ -27,15 +27,12 @@ _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 def check_session_id(session_id: Any) -> str:
     """Return ``session_id`` if it can name a session, else raise InvalidSessionIdError."""
     if not isinstance(session_id, str):
-        raise InvalidSessionIdError(
-            f"session id must be a str, not {type(session_id).__name__}"
-        )
+        raise InvalidSessionIdError(f"session id must be a str, not {type(session_id).__name__}")
     if not session_id:
         raise InvalidSessionIdError("session id must not be empty")
     if len(session_id) > MAX_SESSION_ID_LENGTH:
         raise InvalidSessionIdError(
-            f"session id is {len(session_id)} characters long; the limit is "
-            f"{MAX_SESSION_ID_LENGTH}"
+            f"session id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
         )
     if not session_id.isprintable():
         for position, char in enumerate(session_id):
@@ -61,9 +58,7 @@ def check_ttl(ttl: Any) -> int | None:
             f"ttl must be an int number of seconds or a timedelta, not {type(ttl).__name__}"
         )
     if ttl < 0:
-        raise InvalidOptionError(
-            f"ttl must not be negative (got {ttl}); use None for no expiry"
-        )
+        raise InvalidOptionError(f"ttl must not be negative (got {ttl}); use None for no expiry")
     return ttl or None
 
 

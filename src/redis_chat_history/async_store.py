@@ -46,9 +46,7 @@ class AsyncChatHistoryStore:
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
-        self.config = _core.StoreConfig.build(
-            layout, ttl, max_messages, max_message_bytes, strict
-        )
+        self.config = _core.StoreConfig.build(layout, ttl, max_messages, max_message_bytes, strict)
         self._url = url
         self._client = client
 
@@ -102,8 +100,13 @@ class AsyncChatHistoryStore:
         ``last`` (reading only those from Redis). ``convert`` maps each record."""
         return await self._run(
             _core.plan_read(
-                self.config, session_id, start=start, stop=stop, last=last,
-                strict=strict, convert=convert,
+                self.config,
+                session_id,
+                start=start,
+                stop=stop,
+                last=last,
+                strict=strict,
+                convert=convert,
             )
         )
 
@@ -153,6 +156,6 @@ class AsyncChatHistoryStore:
             return await self.client.execute_command(*call.args)
         keys = call.keys
         try:
-            return await self.client.evalsha(call.script_sha, len(keys), *keys, *call.args)
+            return await self.client.evalsha(call.script.sha, len(keys), *keys, *call.args)
         except NoScriptError:
-            return await self.client.eval(call.script, len(keys), *keys, *call.args)
+            return await self.client.eval(call.script.text, len(keys), *keys, *call.args)

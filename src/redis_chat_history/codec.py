@@ -15,10 +15,12 @@ import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, TypeVar
 
 from .errors import CorruptMessageError, InvalidMessageError, MessageTooLargeError
 
+_orjson: ModuleType | None
 try:  # optional speed-up for reads; results are identical without it
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised when the extra is absent
@@ -117,7 +119,7 @@ def decode_elements(
     """
     out: list[Any] = []
     with _collector_paused():
-        for element, index in zip(elements, indices):
+        for element, index in zip(elements, indices, strict=True):
             try:
                 record = _loads(element)
             except (ValueError, UnicodeDecodeError) as exc:

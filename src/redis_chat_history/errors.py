@@ -76,9 +76,7 @@ class WrongTypeError(ChatHistoryError, TypeError):
 
     def __init__(self, key: str, expected: str, actual: str | None = None) -> None:
         found = f"a {actual}" if actual else "another type"
-        super().__init__(
-            f"key {key!r} holds {found}, not a {expected}; it was left untouched"
-        )
+        super().__init__(f"key {key!r} holds {found}, not a {expected}; it was left untouched")
         self.key = key
         self.expected = expected
         self.actual = actual

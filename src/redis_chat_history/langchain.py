@@ -41,7 +41,9 @@ def record_to_message(record: Record) -> BaseMessage:
 
 
 def _check_window(window: Any) -> int | None:
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or window < 1
+    ):
         raise InvalidOptionError(f"window must be None or an int >= 1, got {window!r}")
     return window
 
@@ -168,14 +170,21 @@ class RedisChatMessageHistory(_RedisHistory):
     ) -> None:
         config = _core.StoreConfig.build(
             CommunityLayout(key_prefix) if layout is None else layout,
-            ttl, max_messages, max_message_bytes, strict,
+            ttl,
+            max_messages,
+            max_message_bytes,
+            strict,
         )
         self.key_prefix = key_prefix
         self.ttl = ttl
         use_url = None if client is not None else url
         super().__init__(
-            session_id, config, client=client, async_client=async_client,
-            url=use_url, window=window,
+            session_id,
+            config,
+            client=client,
+            async_client=async_client,
+            url=use_url,
+            window=window,
         )
 
     @property
@@ -213,11 +222,18 @@ class MemorystoreChatMessageHistory(_RedisHistory):
             )
         config = _core.StoreConfig.build(
             MemorystoreLayout() if layout is None else layout,
-            ttl, max_messages, max_message_bytes, strict,
+            ttl,
+            max_messages,
+            max_message_bytes,
+            strict,
         )
         super().__init__(
-            session_id, config, client=client, async_client=async_client,
-            url=None, window=window,
+            session_id,
+            config,
+            client=client,
+            async_client=async_client,
+            url=None,
+            window=window,
         )
         # The attribute names upstream used, for code that reached into them.
         self._redis = client

@@ -47,9 +47,7 @@ class ChatHistoryStore:
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
-        self.config = _core.StoreConfig.build(
-            layout, ttl, max_messages, max_message_bytes, strict
-        )
+        self.config = _core.StoreConfig.build(layout, ttl, max_messages, max_message_bytes, strict)
         self._url = url
         self.client: SyncClient = client if client is not None else client_for_url(url or "")
 
@@ -96,8 +94,13 @@ class ChatHistoryStore:
         ``last`` (reading only those from Redis). ``convert`` maps each record."""
         return self._run(
             _core.plan_read(
-                self.config, session_id, start=start, stop=stop, last=last,
-                strict=strict, convert=convert,
+                self.config,
+                session_id,
+                start=start,
+                stop=stop,
+                last=last,
+                strict=strict,
+                convert=convert,
             )
         )
 
@@ -144,9 +147,9 @@ class ChatHistoryStore:
 
     def _send(self, call: _core.Call) -> Any:
         if call.script is None:
-            return self.client.execute_command(*call.args)
+            return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
         keys = call.keys
         try:
-            return self.client.evalsha(call.script_sha, len(keys), *keys, *call.args)
+            return self.client.evalsha(call.script.sha, len(keys), *keys, *call.args)
         except NoScriptError:
-            return self.client.eval(call.script, len(keys), *keys, *call.args)
+            return self.client.eval(call.script.text, len(keys), *keys, *call.args)

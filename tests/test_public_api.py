@@ -1,0 +1,66 @@
+"""The public surface: exported names, sync/async parity, and imports without extras."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import redis_chat_history
+from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore
+
+EXPECTED_ALL = {
+    "AsyncChatHistoryStore", "ChatHistoryError", "ChatHistoryStore", "CommunityLayout",
+    "CorruptMessageError", "DEFAULT_MAX_MESSAGE_BYTES", "InvalidMessageError",
+    "InvalidOptionError", "InvalidSessionIdError", "Layout", "MAX_SESSION_ID_LENGTH",
+    "MemorystoreChatMessageHistory", "MemorystoreLayout", "MessageTooLargeError", "NativeLayout",
+    "RedisChatMessageHistory", "WrongTypeError", "__version__", "redact_url",
+}  # fmt: skip
+
+
+def test_all_is_the_public_surface() -> None:
+    """``__all__`` lists exactly the public names, and each one resolves."""
+    assert set(redis_chat_history.__all__) == EXPECTED_ALL
+    for name in redis_chat_history.__all__:
+        assert getattr(redis_chat_history, name) is not None
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def test_sync_and_async_stores_mirror_each_other() -> None:
+    """Both stores offer the same methods with the same parameters (close vs aclose)."""
+    sync, asyncs = _public_methods(ChatHistoryStore), _public_methods(AsyncChatHistoryStore)
+    sync["aclose"] = sync.pop("close")
+    assert sync.keys() == asyncs.keys()
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(asyncs[name].parameters), name
+        assert inspect.iscoroutinefunction(getattr(AsyncChatHistoryStore, name)) or name == (
+            "session_ids"
+        )
+
+
+def test_core_imports_without_langchain() -> None:
+    """The store works with langchain-core absent; the LangChain names explain the extra."""
+    code = (
+        "import sys; sys.modules['langchain_core'] = None\n"
+        "import redis_chat_history as r\n"
+        "assert 'langchain_core' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "r.ChatHistoryStore(url='redis://127.0.0.1:1')\n"
+        "try:\n    r.RedisChatMessageHistory\nexcept ImportError as e:\n    print(e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'redis-chat-history[langchain]'" in result.stdout
+
+
+def test_importing_the_package_does_not_load_langchain() -> None:
+    """``import redis_chat_history`` stays cheap: LangChain loads on first use."""
+    code = "import sys, redis_chat_history; print('langchain_core' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
