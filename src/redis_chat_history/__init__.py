@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._clients import redact_url
+from ._clients import aclose_shared_clients, close_shared_clients, redact_url
 from ._validate import MAX_SESSION_ID_LENGTH
 from ._version import __version__
 from .async_store import AsyncChatHistoryStore
@@ -48,6 +48,8 @@ __all__ = [
     "RedisChatMessageHistory",
     "WrongTypeError",
     "__version__",
+    "aclose_shared_clients",
+    "close_shared_clients",
     "redact_url",
 ]
 

@@ -14,7 +14,8 @@ import copy
 import inspect
 import threading
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -25,14 +26,19 @@ import redis.asyncio.retry
 import redis.cluster
 import redis.connection
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError
 from redis.retry import Retry
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "async_client_for_url",
+    "aclose_shared_clients",
     "async_twin",
     "client_for_url",
+    "close_shared_clients",
     "default_retry",
     "redact_url",
 ]
@@ -46,9 +52,45 @@ SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
+def _retryable(error: Exception, also: Callable[[Exception], bool] | None) -> bool:
+    # AuthenticationError is a ConnectionError, but retrying cannot fix a wrong password.
+    return not isinstance(error, AuthenticationError) and (also is None or also(error))
+
+
+class _Retry(Retry):
+    """redis-py's Retry, except that a rejected password fails at once."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        return super().call_with_retry(
+            do, fail, lambda error: _retryable(error, is_retryable), with_failure_count
+        )
+
+
+class _AsyncRetry(redis.asyncio.retry.Retry):
+    """The asyncio twin of :class:`_Retry`."""
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        return await super().call_with_retry(
+            do, fail, lambda error: _retryable(error, is_retryable), with_failure_count
+        )
+
+
 def default_retry() -> Retry:
-    """redis-py's own default for ``Redis()``: 10 retries, jittered backoff from 10 ms to 1 s."""
-    return Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), DEFAULT_RETRIES)
+    """redis-py's own default for ``Redis()`` (10 retries, jittered backoff from 10 ms to
+    1 s on connection errors and timeouts), minus retrying a rejected password."""
+    return _Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), DEFAULT_RETRIES)
 
 
 def _url_options() -> dict[str, Any]:
@@ -120,9 +162,8 @@ def async_client_for_url(url: str) -> redis.asyncio.Redis:
 def _async_retry(retry: Any) -> redis.asyncio.retry.Retry | None:
     if retry is None:
         return None
-    return redis.asyncio.retry.Retry(
-        copy.deepcopy(retry._backoff), retry._retries, retry._supported_errors
-    )
+    twin = _AsyncRetry if isinstance(retry, _Retry) else redis.asyncio.retry.Retry
+    return twin(copy.deepcopy(retry._backoff), retry._retries, retry._supported_errors)
 
 
 _CONNECTION_TWINS: dict[type, type] = {
@@ -171,7 +212,7 @@ def _build_twin(client: SyncClient) -> AsyncClient:
     async_pool = redis.asyncio.ConnectionPool(
         connection_class=async_cls, max_connections=pool.max_connections, **kwargs
     )
-    return redis.asyncio.Redis(connection_pool=async_pool)
+    return redis.asyncio.Redis.from_pool(async_pool)
 
 
 # event loop -> {sync client -> its asyncio twin}; both levels are weak.
@@ -189,3 +230,24 @@ def async_twin(client: SyncClient) -> AsyncClient:
         if twin is None:
             twin = twins[client] = _build_twin(client)
     return twin
+
+
+def close_shared_clients() -> None:
+    """Close the process-wide clients made from URLs (they reconnect if used again)."""
+    with _sync_lock:
+        clients = list(_sync_clients.values())
+        _sync_clients.clear()
+    for client in clients:
+        client.close()
+
+
+async def aclose_shared_clients() -> None:
+    """Close the asyncio clients this package made for the running event loop: the ones
+    made from URLs and the twins of sync clients. Call it before the loop ends (e.g. at
+    application shutdown) so no connection is left for the garbage collector."""
+    loop = asyncio.get_running_loop()
+    with _async_lock:
+        clients: list[AsyncClient] = list(_async_clients.pop(loop, {}).values())
+        clients += list(_twins.pop(loop, {}).values())
+    for client in clients:
+        await client.aclose()

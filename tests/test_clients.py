@@ -1,0 +1,110 @@
+"""Clients built from URLs: timeouts, retries, sharing, asyncio twins, and no leaked secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio
+
+from redis_chat_history import (
+    AsyncChatHistoryStore,
+    ChatHistoryStore,
+    MemorystoreChatMessageHistory,
+    RedisChatMessageHistory,
+)
+from redis_chat_history._clients import async_client_for_url, async_twin, client_for_url
+from redis_chat_history.embedded import EmbeddedRedis
+
+PASSWORD = "s3cret-Pa55"
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[EmbeddedRedis]:
+    """A server that requires a password."""
+    with EmbeddedRedis(extra_args=["--requirepass", PASSWORD]) as server:
+        yield server
+
+
+def test_url_clients_have_timeouts_and_retries(redis_url: str) -> None:
+    """Unlike ``Redis.from_url``, our URL clients never block forever and retry."""
+    client = client_for_url(redis_url)
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 5.0 and kwargs["socket_connect_timeout"] == 5.0
+    retry = client.get_retry()
+    assert retry is not None and retry.get_retries() == 10
+    assert (
+        redis.Redis.from_url(redis_url).connection_pool.connection_kwargs.get("socket_timeout")
+        is None
+    )  # the gap we close
+
+
+def test_histories_share_one_pool_per_url(redis_url: str) -> None:
+    """A history per request reuses the process-wide client for its URL."""
+    first = RedisChatMessageHistory("a", url=redis_url)
+    second = RedisChatMessageHistory("b", url=redis_url)
+    assert first.redis_client is second.redis_client
+    assert ChatHistoryStore(url=redis_url).client is first.redis_client
+
+
+async def test_async_clients_are_shared_per_event_loop(redis_url: str) -> None:
+    """In one loop the async client is shared; another loop gets its own."""
+    here = async_client_for_url(redis_url)
+    assert async_client_for_url(redis_url) is here
+    assert (await here.ping()) is True
+
+    def in_other_loop() -> object:
+        async def build() -> object:
+            client = async_client_for_url(redis_url)
+            await client.ping()
+            await client.aclose()
+            return client
+
+        return asyncio.run(build())
+
+    other = await asyncio.to_thread(in_other_loop)
+    assert other is not here
+    await here.aclose()
+
+
+@pytest.mark.parametrize("decode_responses", [False, True])
+async def test_async_twin_keeps_connection_settings(
+    auth_server: EmbeddedRedis, decode_responses: bool
+) -> None:
+    """The asyncio twin of a user's sync client uses its host, password and decoding."""
+    sync = redis.Redis(
+        port=auth_server.port, password=PASSWORD, decode_responses=decode_responses, db=0
+    )
+    twin = async_twin(sync)
+    assert isinstance(twin, redis.asyncio.Redis)
+    assert async_twin(sync) is twin
+    await twin.set("k", "v")
+    assert await twin.get("k") == ("v" if decode_responses else b"v")
+    history = MemorystoreChatMessageHistory(sync, "twin-session")
+    await history.aclear()
+    await history.aadd_messages([])
+    history.add_user_message("sync write")
+    assert [m.content for m in await history.aget_messages()] == ["sync write"]
+    await history.aclear()
+    await twin.aclose()
+    sync.close()
+
+
+def test_password_urls_work_and_never_show(auth_server: EmbeddedRedis) -> None:
+    """A password in the URL authenticates but appears in no repr or error."""
+    url = f"redis://:{PASSWORD}@127.0.0.1:{auth_server.port}/0"
+    history = RedisChatMessageHistory("secret-session", url=url)
+    history.add_user_message("hi")
+    assert [m.content for m in history.messages] == ["hi"]
+    store = ChatHistoryStore(url=url)
+    for shown in (repr(history), str(history), repr(store), repr(history.store),
+                  repr(ChatHistoryStore(redis.Redis.from_url(url))),
+                  repr(AsyncChatHistoryStore(url=url))):  # fmt: skip
+        assert PASSWORD not in shown, shown
+    bad_url = f"redis://:wrong-{PASSWORD}@127.0.0.1:{auth_server.port}/0"
+    with pytest.raises(redis.AuthenticationError) as caught:
+        RedisChatMessageHistory("s", url=bad_url).messages  # noqa: B018
+    assert PASSWORD not in str(caught.value)
+    history.clear()
