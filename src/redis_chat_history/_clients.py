@@ -195,11 +195,17 @@ def _twin_kwargs(kwargs: dict[str, Any], async_cls: type) -> dict[str, Any]:
 def _build_twin(client: SyncClient) -> AsyncClient:
     if isinstance(client, redis.cluster.RedisCluster):
         node = client.get_default_node() or client.get_primaries()[0]
-        kwargs = dict(node.redis_connection.connection_pool.connection_kwargs)
-        kwargs = _twin_kwargs(kwargs, redis.asyncio.connection.Connection)
-        for name in ("host", "port", "db"):
+        node_pool = node.redis_connection.connection_pool
+        kwargs = _twin_kwargs(
+            dict(node_pool.connection_kwargs), redis.asyncio.cluster.RedisCluster
+        )
+        for name in ("host", "port", "db", "startup_nodes"):
             kwargs.pop(name, None)
-        nodes = [redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()]
+        if issubclass(node_pool.connection_class, redis.connection.SSLConnection):
+            kwargs["ssl"] = True
+        nodes = [
+            redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()
+        ]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     pool = client.connection_pool
     async_cls = _CONNECTION_TWINS.get(pool.connection_class)

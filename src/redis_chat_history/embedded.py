@@ -162,7 +162,7 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    self._process = None
+                    self._discard_process()
                     return False
                 try:
                     probe.ping()
@@ -175,8 +175,13 @@ class EmbeddedRedis:
             probe.close()
         self._process.kill()
         self._process.wait()
-        self._process = None
+        self._discard_process()
         return False
+
+    def _discard_process(self) -> None:
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
 
     def stop(self) -> None:
         """Shut the server down (flushing the AOF when persistent) and clean up."""
