@@ -83,7 +83,8 @@ def test_foreign_keys_are_not_sessions() -> None:
     assert native.session_id_of("chat:{}:messages") is None
     assert native.session_id_of("other:{a}:messages") is None
     assert CommunityLayout().session_id_of("message_store:") is None
-    assert MemorystoreLayout().session_id_of("{x}:rch:tokens") is None
+    assert MemorystoreLayout().session_id_of("{x}\x1frch:tokens") is None
+    assert MemorystoreLayout().session_id_of("{x}:rch:tokens") == "{x}:rch:tokens"
 
 
 def test_encoding_is_byte_identical_to_upstream() -> None:
@@ -135,7 +136,7 @@ def test_append_plan_is_one_script_call() -> None:
     plan = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert plan is not None and len(plan.calls) == 1
     (call,) = plan.calls
-    assert call.keys == ("message_store:s", "{message_store:s}:rch:tokens")
+    assert call.keys == ("message_store:s", "{message_store:s}\x1frch:tokens")
     assert call.args[1:5] == ("LPUSH", 60, 10, _core.TOKEN_WINDOW_MS)
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert other is not None and other.calls[0].args[0] != call.args[0]

@@ -293,8 +293,8 @@ def token_key(list_key: str) -> str:
     """The retry-token key: the list key as hash tag, or after it if it has a tag already."""
     start = list_key.find("{")
     if start > -1 and list_key.find("}", start + 1) > start + 1:
-        return list_key + ":rch:tokens"
-    return "{" + list_key + "}:rch:tokens"
+        return list_key + "\x1frch:tokens"
+    return "{" + list_key + "}\x1frch:tokens"
 
 
 def check_side_keys(client: redis.Redis, package: str, name: str) -> None:

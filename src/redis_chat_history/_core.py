@@ -98,6 +98,14 @@ return {1, length}
 """)
 
 
+# Both keys share a hash slot, so one script may delete them on Redis Cluster too.
+CLEAR_SCRIPT = Script("""
+local had_messages = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return had_messages
+""")
+
+
 @dataclass(frozen=True)
 class Call:
     """One Redis call: a plain command, or a script with its keys and args."""
@@ -250,12 +258,12 @@ def plan_count(config: StoreConfig, session_id: str) -> Plan[int]:
 
 
 def plan_clear(config: StoreConfig, session_id: str) -> Plan[bool]:
-    """Delete the session's keys; the reply says whether it had any messages."""
+    """Delete the session's keys atomically; the reply says whether it had messages."""
     check_session_id(session_id)
     layout = config.layout
     keys = (layout.messages_key(session_id), layout.token_key(session_id))
-    # Both keys share a hash slot, so one DEL is legal on Redis Cluster too.
-    return Plan((Call(("DEL", *keys)),), lambda replies: int(replies[0]) > 0, keys)
+    call = Call(args=(), script=CLEAR_SCRIPT, keys=keys)
+    return Plan((call,), lambda replies: int(replies[0]) > 0, keys)
 
 
 def plan_delete(config: StoreConfig, session_ids: Sequence[str]) -> Plan[int]:

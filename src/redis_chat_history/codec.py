@@ -4,14 +4,15 @@ A *record* is what LangChain's ``message_to_dict`` returns: ``{"type": str, "dat
 Elements are written exactly as the upstream packages write them (``json.dumps`` with the
 standard library's defaults: ``", "``/``": "`` separators, ``ensure_ascii=True``), so either
 side reads what the other wrote. Reading uses orjson when it is installed and falls back to
-the standard library for anything orjson refuses (NaN, huge ints, lone surrogates), so the
-result is the same either way.
+the standard library for anything orjson refuses or reads differently (NaN, integers beyond
+64 bits, lone surrogates), so the result is the same either way.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -76,12 +77,19 @@ def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list
     return encoded
 
 
+# orjson reads integers beyond 64 bits as floats; leave any long digit run to the stdlib.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+
+
 def _loads(element: bytes | str) -> Any:
     if _orjson is not None:
-        try:
-            return _orjson.loads(element)
-        except _orjson.JSONDecodeError:
-            pass  # let the standard library decide (it accepts NaN, big ints, ...)
+        long_digits = _LONG_DIGITS if isinstance(element, bytes) else _LONG_DIGITS_TEXT
+        if long_digits.search(element) is None:  # type: ignore[arg-type]
+            try:
+                return _orjson.loads(element)
+            except _orjson.JSONDecodeError:
+                pass  # let the standard library decide (it accepts NaN, lone surrogates)
     return json.loads(element)
 
 

@@ -8,13 +8,15 @@ slot as the list:
 ============== ============================== ============== ================================
 layout         list key                       order          retry-token key
 ============== ============================== ============== ================================
-community      ``message_store:<id>``         newest first   ``{message_store:<id>}:rch:tokens``
-memorystore    ``<id>``                       oldest first   ``{<id>}:rch:tokens``
+community      ``message_store:<id>``         newest first   ``{message_store:<id>}\x1frch:tokens``
+memorystore    ``<id>``                       oldest first   ``{<id>}\x1frch:tokens``
 native         ``chat:{<id>}:messages``       oldest first   ``chat:{<id>}:tokens``
 ============== ============================== ============== ================================
 
 In the native layout ``%``, ``{`` and ``}`` in the id are percent-encoded, so the braces
 always form a non-empty hash tag: both keys of a session share one slot whatever the id.
+In the legacy layouts the token key contains U+001F, which no valid id may contain, so it
+never collides with a session's list key.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .errors import InvalidOptionError
+from ._validate import check_session_id
+from .errors import InvalidOptionError, InvalidSessionIdError
 
 __all__ = [
     "CommunityLayout",
@@ -39,7 +42,9 @@ __all__ = [
 ]
 
 _SLOTS = 16384
-_TOKEN_SUFFIX = ":rch:tokens"
+# The unit separator (U+001F) is a control character, which no valid session id contains,
+# so a token key can never also be some session's list key.
+_TOKEN_SUFFIX = "\x1frch:tokens"
 
 
 def hash_slot(key: str) -> int:
@@ -75,6 +80,13 @@ def same_slot_key(key: str, suffix: str) -> str:
         return "{" + key + "}" + suffix
     # A stray "}" would end our tag early: pin the slot with a tag that hashes to it.
     return "{" + _tag_for_slot(hash_slot(key)) + "}" + suffix + ":" + key
+
+
+def _valid_or_none(session_id: str) -> str | None:
+    try:
+        return check_session_id(session_id)
+    except InvalidSessionIdError:
+        return None
 
 
 def glob_escape(text: str) -> str:
@@ -129,9 +141,9 @@ class CommunityLayout(Layout):
         return glob_escape(self.key_prefix + id_prefix) + "*"
 
     def session_id_of(self, key: str) -> str | None:
-        if not key.startswith(self.key_prefix) or key.endswith(_TOKEN_SUFFIX):
+        if not key.startswith(self.key_prefix):
             return None
-        return key[len(self.key_prefix) :] or None
+        return _valid_or_none(key[len(self.key_prefix) :])
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,7 @@ class MemorystoreLayout(Layout):
         return glob_escape(id_prefix) + "*"
 
     def session_id_of(self, key: str) -> str | None:
-        return None if key.endswith(_TOKEN_SUFFIX) else key
+        return _valid_or_none(key)
 
 
 def _encode_id(session_id: str) -> str:
