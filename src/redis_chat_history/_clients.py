@@ -196,16 +196,12 @@ def _build_twin(client: SyncClient) -> AsyncClient:
     if isinstance(client, redis.cluster.RedisCluster):
         node = client.get_default_node() or client.get_primaries()[0]
         node_pool = node.redis_connection.connection_pool
-        kwargs = _twin_kwargs(
-            dict(node_pool.connection_kwargs), redis.asyncio.cluster.RedisCluster
-        )
+        kwargs = _twin_kwargs(dict(node_pool.connection_kwargs), redis.asyncio.cluster.RedisCluster)
         for name in ("host", "port", "db", "startup_nodes"):
             kwargs.pop(name, None)
         if issubclass(node_pool.connection_class, redis.connection.SSLConnection):
             kwargs["ssl"] = True
-        nodes = [
-            redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()
-        ]
+        nodes = [redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     pool = client.connection_pool
     async_cls = _CONNECTION_TWINS.get(pool.connection_class)
