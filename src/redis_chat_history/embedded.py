@@ -77,6 +77,7 @@ class EmbeddedRedis:
     ``persistent=True`` keeps the data (AOF, fsync every second) in ``data_dir`` (default:
     :func:`default_data_dir`), locked so two servers never share it; otherwise a temporary
     directory is used and removed. ``extra_args`` are passed to redis-server as they are.
+    ``port`` pins the port (by default a free one is picked, retrying if it is taken).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class EmbeddedRedis:
         data_dir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         binary: str | None = None,
+        port: int | None = None,
         startup_timeout: float = 10.0,
     ) -> None:
         self.binary = binary or find_server_binary()
@@ -93,6 +95,7 @@ class EmbeddedRedis:
         self._data_dir = Path(data_dir) if data_dir else None
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
+        self._fixed_port = port
         self.port = 0
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -133,16 +136,21 @@ class EmbeddedRedis:
         else:
             self._tempdir = tempfile.TemporaryDirectory(prefix="rch-redis-")
             self.dir = Path(self._tempdir.name)
-        for _attempt in range(5):  # the free port may be taken between probe and bind
-            self.port = _free_port()
-            if self._launch():
+        errors = ""
+        for _attempt in range(1 if self._fixed_port else 5):  # a free port may get taken
+            self.port = self._fixed_port or _free_port()
+            errors = self._launch()
+            if not errors:
                 return self
         log = self.dir / "redis.log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         self.stop()
-        raise RuntimeError(f"redis-server ({self.binary}) did not start; its log ends:\n{tail}")
+        raise RuntimeError(
+            f"redis-server ({self.binary}) did not start on port {self.port}:\n{errors}{tail}"
+        )
 
-    def _launch(self) -> bool:
+    def _launch(self) -> str:
+        """Start the process and wait for PING; return "" on success, else what went wrong."""
         assert self.dir is not None
         persistence = (
             ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
@@ -162,13 +170,15 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
+                    assert self._process.stderr is not None
+                    stderr = self._process.stderr.read().decode(errors="replace")
                     self._discard_process()
-                    return False
+                    return stderr or "the process exited\n"
                 try:
                     probe.ping()
-                    return True
+                    return ""
                 except (redis.AuthenticationError, redis.ResponseError):
-                    return True  # it answers; it just wants a password (--requirepass)
+                    return ""  # it answers; it just wants a password (--requirepass)
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(0.02)
         finally:
@@ -176,7 +186,7 @@ class EmbeddedRedis:
         self._process.kill()
         self._process.wait()
         self._discard_process()
-        return False
+        return f"no answer to PING within {self.startup_timeout} s\n"
 
     def _discard_process(self) -> None:
         if self._process is not None and self._process.stderr is not None:
