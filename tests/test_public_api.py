@@ -14,8 +14,8 @@ EXPECTED_ALL = {
     "CorruptMessageError", "DEFAULT_MAX_MESSAGE_BYTES", "InvalidMessageError",
     "InvalidOptionError", "InvalidSessionIdError", "Layout", "MAX_SESSION_ID_LENGTH",
     "MemorystoreChatMessageHistory", "MemorystoreLayout", "MessageTooLargeError", "NativeLayout",
-    "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients", "close_shared_clients",
-    "redact_url",
+    "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients",
+    "close_shared_clients", "redact_url",
 }  # fmt: skip
 
 
