@@ -137,7 +137,8 @@ def test_append_plan_is_one_script_call() -> None:
     assert plan is not None and len(plan.calls) == 1
     (call,) = plan.calls
     assert call.keys == ("message_store:s", "{message_store:s}\x1frch:tokens")
-    assert call.args[1:5] == ("LPUSH", 60, 10, _core.TOKEN_WINDOW_MS)
+    assert call.args[1:4] == ("LPUSH", 60, 10)
+    assert call.args[5] in (0, 1) and call.args[6:] == (b'{"type": "human", "data": {}}',)
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert other is not None and other.calls[0].args[0] != call.args[0]
     assert _core.plan_append(config, "s", []) is None

@@ -7,15 +7,18 @@ they are written once and unit-tested without a server.
 
 Exactly-once appends: redis-py retries a command after a timeout or a dropped connection,
 and the first attempt may already have been applied. Every append therefore carries a
-random token; the append script stores the token in a per-session sorted set, in the same
-hash slot as the list, and skips any batch whose token is already there. The list itself
-holds only the upstream-format elements.
+random token; the append script stores the token in a per-session sorted set (scored by
+the client's clock, kept for TOKEN_WINDOW_MS), in the same hash slot as the list, and
+skips any batch whose token is already there. The list itself holds only the
+upstream-format elements.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -44,8 +47,10 @@ T = TypeVar("T")
 #: How long (ms) and how many append tokens a session remembers for duplicate detection.
 TOKEN_WINDOW_MS = 10 * 60 * 1000
 MAX_TOKENS = 1000
+#: One append in this many also prunes the token set.
+PRUNE_EVERY = 16
 # Lua's unpack() is limited by the C stack (~8000 values); push in chunks well below it.
-_PUSH_CHUNK = 1000
+PUSH_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -59,24 +64,31 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
 
-APPEND_SCRIPT = Script("""
-local list_type = redis.call('TYPE', KEYS[1])['ok']
-if list_type ~= 'list' and list_type ~= 'none' then
-  return redis.error_reply('WRONGTYPE rch 1 ' .. list_type)
+# KEYS: the message list, the token set (same hash slot).
+# ARGV: token, push command, ttl (0 = keep), max messages (0 = all), now in ms,
+#       prune (1 = drop tokens older than the window), the elements...
+# The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
+# back if the push fails, so a failed append leaves nothing behind. Pruning runs on a
+# random share of appends: it is rarely needed and each extra call costs ~2 us in Redis.
+APPEND_SCRIPT = Script(
+    f"""
+local added = redis.pcall('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[1])
+if type(added) == 'table' then
+  return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[2])['ok'])
 end
-local token_type = redis.call('TYPE', KEYS[2])['ok']
-if token_type ~= 'zset' and token_type ~= 'none' then
-  return redis.error_reply('WRONGTYPE rch 2 ' .. token_type)
+if added == 0 then
+  return {{0, redis.call('LLEN', KEYS[1])}}
 end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return {0, redis.call('LLEN', KEYS[1])}
+local push, last = ARGV[2], #ARGV
+local length = redis.pcall(push, KEYS[1], unpack(ARGV, 7, math.min(last, {6 + PUSH_CHUNK})))
+if type(length) == 'table' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return redis.error_reply('WRONGTYPE rch 1 ' .. redis.call('TYPE', KEYS[1])['ok'])
 end
-local push, ttl, cap = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local window, max_tokens, chunk = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local length = 0
-for first = 8, #ARGV, chunk do
-  length = redis.call(push, KEYS[1], unpack(ARGV, first, math.min(first + chunk - 1, #ARGV)))
+for first = {7 + PUSH_CHUNK}, last, {PUSH_CHUNK} do
+  length = redis.call(push, KEYS[1], unpack(ARGV, first, math.min(last, first + {PUSH_CHUNK - 1})))
 end
+local ttl, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 if cap > 0 and length > cap then
   if push == 'LPUSH' then
     redis.call('LTRIM', KEYS[1], 0, cap - 1)
@@ -88,14 +100,14 @@ end
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
 end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - window)
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -max_tokens - 1)
-redis.call('PEXPIRE', KEYS[2], math.max(window, ttl * 1000))
-return {1, length}
-""")
+if ARGV[6] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[5]) - {TOKEN_WINDOW_MS})
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -{MAX_TOKENS + 1})
+end
+redis.call('PEXPIRE', KEYS[2], math.max({TOKEN_WINDOW_MS}, ttl * 1000))
+return {{1, length}}
+"""
+)
 
 
 # Both keys share a hash slot, so one script may delete them on Redis Cluster too.
@@ -177,9 +189,8 @@ def plan_append(
         "LPUSH" if layout.newest_first else "RPUSH",
         config.ttl or 0,
         config.max_messages or 0,
-        TOKEN_WINDOW_MS,
-        MAX_TOKENS,
-        _PUSH_CHUNK,
+        time.time_ns() // 1_000_000,
+        1 if random.randrange(PRUNE_EVERY) == 0 else 0,
         *elements,
     )
     call = Call(args=args, script=APPEND_SCRIPT, keys=keys)

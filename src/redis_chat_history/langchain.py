@@ -167,11 +167,14 @@ class _RedisHistory(BaseChatMessageHistory):
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Store a batch in one round trip, atomically and exactly once."""
-        self.store.append(self.session_id, [message_to_dict(m) for m in messages])
+        if messages:
+            self.store.append(self.session_id, [message_to_dict(m) for m in messages])
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Async twin of :meth:`add_messages`."""
-        await self.async_store.append(self.session_id, [message_to_dict(m) for m in messages])
+        if messages:
+            records = [message_to_dict(m) for m in messages]
+            await self.async_store.append(self.session_id, records)
 
     def clear(self) -> None:
         """Delete this session's messages."""
