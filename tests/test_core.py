@@ -103,12 +103,14 @@ def test_decoding_matches_the_standard_library() -> None:
     elements = [
         b'{"type": "human", "data": {"x": NaN, "big": 123456789012345678901234567890}}',
         '{"type": "human", "data": {"s": "\\ud800"}}',
+        '{"type": "human", "data": {"big": -98765432109876543210, "id": "12345678901234567890"}}',
     ]
     got = codec.decode_elements(elements, key="k", indices=[0, 1], strict=True)
     expected = [json.loads(e) for e in elements]
     assert got[0]["data"]["big"] == expected[0]["data"]["big"]
     assert got[0]["data"]["x"] != got[0]["data"]["x"]  # NaN
     assert got[1] == expected[1]
+    assert got[2] == expected[2] and isinstance(got[2]["data"]["big"], int)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -77,19 +76,24 @@ def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list
     return encoded
 
 
-# orjson reads integers beyond 64 bits as floats; leave any long digit run to the stdlib.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+# orjson reads integers beyond 64 bits as floats, so an element with a run of 19 or more
+# digits goes to the standard library. Digits become NUL bytes and we look for a run of
+# them: far cheaper than a regex, and valid JSON never holds a raw NUL of its own.
+_DIGITS_TO_NUL = bytes.maketrans(b"0123456789", bytes(10))
+_LONG_DIGIT_RUN = bytes(19)
+
+
+def _has_long_digit_run(element: bytes | str) -> bool:
+    raw = element if isinstance(element, bytes) else element.encode("utf-8", "surrogatepass")
+    return raw.translate(_DIGITS_TO_NUL).find(_LONG_DIGIT_RUN) >= 0
 
 
 def _loads(element: bytes | str) -> Any:
-    if _orjson is not None:
-        long_digits = _LONG_DIGITS if isinstance(element, bytes) else _LONG_DIGITS_TEXT
-        if long_digits.search(element) is None:  # type: ignore[arg-type]
-            try:
-                return _orjson.loads(element)
-            except _orjson.JSONDecodeError:
-                pass  # let the standard library decide (it accepts NaN, lone surrogates)
+    if _orjson is not None and not _has_long_digit_run(element):
+        try:
+            return _orjson.loads(element)
+        except _orjson.JSONDecodeError:
+            pass  # let the standard library decide (it accepts NaN, lone surrogates)
     return json.loads(element)
 
 
