@@ -16,12 +16,11 @@ upstream-format elements.
 from __future__ import annotations
 
 import hashlib
-import random
-import secrets
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import codec
 from ._validate import check_max_messages, check_positive_int, check_session_id, check_ttl
@@ -118,8 +117,7 @@ return had_messages
 """)
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One Redis call: a plain command, or a script with its keys and args."""
 
     args: tuple[Any, ...]
@@ -127,14 +125,14 @@ class Call:
     keys: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan(Generic[T]):
     """Calls sent together in one round trip, and how to read their replies."""
 
     calls: tuple[Call, ...]
     parse: Callable[[list[Any]], T]
     #: Keys named in WrongTypeError when Redis answers WRONGTYPE (first = the list).
-    keys: tuple[str, ...] = field(default=())
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,13 +182,14 @@ def plan_append(
         return None
     layout = config.layout
     keys = (layout.messages_key(session_id), layout.token_key(session_id))
+    entropy = os.urandom(12)
     args = (
-        token or secrets.token_urlsafe(12),
+        token or entropy.hex(),
         "LPUSH" if layout.newest_first else "RPUSH",
         config.ttl or 0,
         config.max_messages or 0,
         time.time_ns() // 1_000_000,
-        1 if random.randrange(PRUNE_EVERY) == 0 else 0,
+        1 if entropy[0] % PRUNE_EVERY == 0 else 0,
         *elements,
     )
     call = Call(args=args, script=APPEND_SCRIPT, keys=keys)

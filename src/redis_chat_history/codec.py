@@ -52,7 +52,9 @@ def is_record(value: object) -> bool:
 
 def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list[bytes]:
     """Encode a whole batch up front, so a bad message fails before anything is sent."""
-    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
+    if type(records) not in (list, tuple) and (
+        isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence)
+    ):
         raise InvalidMessageError(
             f"expected a sequence of message records, got {type(records).__name__}"
         )
