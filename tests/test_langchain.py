@@ -8,7 +8,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,19 +43,6 @@ from redis_chat_history import (
 History = RedisChatMessageHistory | MemorystoreChatMessageHistory
 Track = Callable[[History], History]
 KINDS = ["community", "memorystore"]
-
-
-@pytest.fixture
-async def track() -> AsyncIterator[Track]:
-    """Register histories whose implicit asyncio clients must be closed before the loop ends."""
-    used: list[History] = []
-    yield lambda history: used.append(history) or history
-    for history in used:
-        client = history.async_store.client
-        if isinstance(client, redis.asyncio.Redis):
-            await client.aclose(close_connection_pool=True)
-        else:
-            await client.aclose()
 
 
 def make(kind: str, session_id: str, redis_url: str, client: redis.Redis, **options: Any) -> Any:

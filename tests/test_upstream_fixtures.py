@@ -12,7 +12,7 @@ import base64
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,19 +121,6 @@ def readme_messages() -> list[BaseMessage]:
         HumanMessage("", additional_kwargs={"nested": {"a": [1, None, True, 1.5]}}, name="bob"),
         HumanMessage("x" * 5000),
     ]
-
-
-@pytest.fixture
-async def track() -> AsyncIterator[Callable[[History], History]]:
-    """Register histories whose implicit asyncio clients must be closed before the loop ends."""
-    used: list[History] = []
-    yield lambda history: used.append(history) or history
-    for history in used:
-        client = history.async_store.client
-        if isinstance(client, redis.asyncio.Redis):
-            await client.aclose(close_connection_pool=True)
-        else:
-            await client.aclose()
 
 
 def b64(text: str) -> bytes:

@@ -252,4 +252,7 @@ async def aclose_shared_clients() -> None:
         clients: list[AsyncClient] = list(_async_clients.pop(loop, {}).values())
         clients += list(_twins.pop(loop, {}).values())
     for client in clients:
-        await client.aclose()
+        if isinstance(client, redis.asyncio.Redis):
+            await client.aclose(close_connection_pool=True)
+        else:
+            await client.aclose()
