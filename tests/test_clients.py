@@ -51,13 +51,13 @@ def test_histories_share_one_pool_per_url(redis_url: str) -> None:
 
 async def test_async_clients_are_shared_per_event_loop(redis_url: str) -> None:
     """In one loop the async client is shared; another loop gets its own."""
-    here = async_client_for_url(redis_url)
-    assert async_client_for_url(redis_url) is here
+    here = await async_client_for_url(redis_url)
+    assert await async_client_for_url(redis_url) is here
     assert (await here.ping()) is True
 
     def in_other_loop() -> object:
         async def build() -> object:
-            client = async_client_for_url(redis_url)
+            client = await async_client_for_url(redis_url)
             await client.ping()
             await client.aclose()
             return client

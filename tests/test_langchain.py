@@ -239,11 +239,14 @@ def test_memorystore_positional_arguments(client: redis.Redis) -> None:
 
 def test_community_constructor_does_no_io() -> None:
     """Building against a port nobody listens on succeeds; the first operation fails."""
-    history = RedisChatMessageHistory("s", url=f"redis://127.0.0.1:{closed_port()}/0")
+    port = closed_port()
+    history = RedisChatMessageHistory("s", url=f"redis://127.0.0.1:{port}/0")
     assert history.key == "message_store:s"
-    assert isinstance(history.redis_client, redis.Redis)
     with pytest.raises(redis.ConnectionError):
         history.messages  # noqa: B018
+    # With the topology given, even the client is made without asking the server.
+    forced = RedisChatMessageHistory("s", url=f"redis://127.0.0.1:{port}/0?cluster=no")
+    assert isinstance(forced.redis_client, redis.Redis)
 
 
 async def test_memorystore_constructor_does_no_io(track: Track) -> None:

@@ -12,24 +12,30 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
+import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
+from .urls import ParsedUrl, SentinelTarget, parse_url, warn_if_unverified
+
 T = TypeVar("T")
+logger = logging.getLogger("redis_chat_history")
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -37,6 +43,7 @@ __all__ = [
     "async_client_for_url",
     "aclose_shared_clients",
     "async_twin",
+    "cached_async_client",
     "client_for_url",
     "close_shared_clients",
     "default_retry",
@@ -123,39 +130,137 @@ def redact_url(url: str) -> str:
     return shown
 
 
+def _direct_options(parsed: ParsedUrl, shown: str) -> dict[str, Any]:
+    query = dict(parse_qsl(urlsplit(parsed.url).query))
+    warn_if_unverified(shown, query)
+    return _url_options()
+
+
+def _sentinel_settings(target: SentinelTarget, shown: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Connection settings for the master and for the sentinels themselves."""
+    connection = {**_url_options(), **target.options}
+    tls = {name: value for name, value in connection.items() if name.startswith("ssl_")}
+    if target.ssl:
+        warn_if_unverified(shown, connection)
+    master = {
+        **connection, "db": target.db, "username": target.username,
+        "password": target.password, "ssl": target.ssl,
+    }  # fmt: skip
+    sentinels = {
+        name: value for name, value in connection.items() if name.startswith("socket_")
+    } | ({"ssl": True, **tls} if target.ssl else {})
+    if target.sentinel_password:
+        sentinels["password"] = target.sentinel_password
+    return master, sentinels
+
+
+def _probe_is_cluster(info: dict[str, Any]) -> bool:
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def _build_sync(url: str) -> SyncClient:
+    parsed, shown = parse_url(url), redact_url(url)
+    if parsed.sentinel is not None:
+        target = parsed.sentinel
+        master, sentinels = _sentinel_settings(target, shown)
+        manager = redis.sentinel.Sentinel(
+            list(target.sentinels), sentinel_kwargs=sentinels, retry=default_retry(), **master
+        )
+        master_client: redis.Redis = manager.master_for(target.service)
+        return master_client
+    options = _direct_options(parsed, shown)
+    cluster = parsed.cluster
+    if cluster is None:
+        cluster = _detect_cluster(parsed.url, options)
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(parsed.url, **options)
+    return redis.Redis.from_url(parsed.url, retry=default_retry(), **options)
+
+
+def _detect_cluster(url: str, options: dict[str, Any]) -> bool:
+    """Ask the server once whether it runs in cluster mode (INFO cluster)."""
+    with redis.Redis.from_url(url, retry=default_retry(), **options) as probe:
+        try:
+            return _probe_is_cluster(probe.info("cluster"))
+        except ResponseError as exc:  # INFO denied (ACL) or renamed: assume a plain server
+            logger.info("cannot tell if %s is a cluster (%s); assuming it is not",
+                        redact_url(url), exc)  # fmt: skip
+            return False
+
+
 _sync_lock = threading.Lock()
-_sync_clients: dict[str, redis.Redis] = {}
+_sync_clients: dict[str, SyncClient] = {}
 
 
-def client_for_url(url: str) -> redis.Redis:
-    """The process-wide shared client for ``url`` (created on first use, no I/O)."""
+def client_for_url(url: str) -> SyncClient:
+    """The process-wide shared client for ``url``, made on first use.
+
+    A TCP URL without ``cluster=`` is probed once with ``INFO cluster``; a sentinel URL
+    gives a client that follows the current master.
+    """
     client = _sync_clients.get(url)
     if client is None:
         with _sync_lock:
             client = _sync_clients.get(url)
             if client is None:
-                client = redis.Redis.from_url(url, retry=default_retry(), **_url_options())
-                _sync_clients[url] = client
+                client = _sync_clients[url] = _build_sync(url)
     return client
 
 
 _async_lock = threading.Lock()
-# event loop -> {cache key -> client}; entries vanish with their loop.
-_async_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]
-] = weakref.WeakKeyDictionary()
+# event loop -> {url -> client}; entries vanish with their loop.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def async_client_for_url(url: str) -> redis.asyncio.Redis:
-    """The shared asyncio client for ``url`` on the running event loop."""
+async def _build_async(url: str) -> AsyncClient:
+    parsed, shown = parse_url(url), redact_url(url)
+    if parsed.sentinel is not None:
+        target = parsed.sentinel
+        master, sentinels = _sentinel_settings(target, shown)
+        manager = redis.asyncio.sentinel.Sentinel(
+            list(target.sentinels), sentinel_kwargs=sentinels,
+            retry=_async_retry(default_retry()), **master,
+        )  # fmt: skip
+        async_master: redis.asyncio.Redis = manager.master_for(target.service)
+        return async_master
+    options = _direct_options(parsed, shown)
+    cluster = parsed.cluster
+    if cluster is None:
+        probe = redis.asyncio.Redis.from_url(
+            parsed.url, retry=_async_retry(default_retry()), **options
+        )
+        try:
+            cluster = _probe_is_cluster(await probe.info("cluster"))
+        except ResponseError as exc:
+            logger.info("cannot tell if %s is a cluster (%s); assuming it is not", shown, exc)
+            cluster = False
+        finally:
+            await probe.aclose(close_connection_pool=True)
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(parsed.url, **options)
+    return redis.asyncio.Redis.from_url(parsed.url, retry=_async_retry(default_retry()), **options)
+
+
+def cached_async_client(url: str) -> AsyncClient | None:
+    """The shared asyncio client for ``url`` on the running loop, if one was made."""
+    with _async_lock:
+        return _async_clients.get(asyncio.get_running_loop(), {}).get(url)
+
+
+async def async_client_for_url(url: str) -> AsyncClient:
+    """The shared asyncio client for ``url`` on the running event loop, made on first use."""
+    client = cached_async_client(url)
+    if client is not None:
+        return client
+    built = await _build_async(url)
     loop = asyncio.get_running_loop()
     with _async_lock:
         clients = _async_clients.setdefault(loop, {})
-        client = clients.get(url)
-        if client is None:
-            client = clients[url] = redis.asyncio.Redis.from_url(
-                url, retry=_async_retry(default_retry()), **_url_options()
-            )
+        client = clients.setdefault(url, built)
+    if client is not built:  # another task won the race
+        await built.aclose()
     return client
 
 

@@ -10,7 +10,7 @@ import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import _core
-from ._clients import async_client_for_url, redact_url
+from ._clients import async_client_for_url, cached_async_client, redact_url
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .errors import InvalidOptionError
 from .layouts import Layout
@@ -65,10 +65,19 @@ class AsyncChatHistoryStore:
 
     @property
     def client(self) -> AsyncClient:
-        """The client in use: the one given, or the shared one for this URL and event loop."""
+        """The client in use: the one given, or the shared one for the URL on this event
+        loop (made by the first operation, which may probe the server for cluster mode)."""
         if self._client is not None:
             return self._client
-        return async_client_for_url(self._url or "")
+        client = cached_async_client(self._url or "")
+        if client is None:
+            raise RuntimeError("the URL's client is made by the first operation on this loop")
+        return client
+
+    async def _connection(self) -> AsyncClient:
+        if self._client is not None:
+            return self._client
+        return await async_client_for_url(self._url or "")
 
     async def __aenter__(self) -> AsyncChatHistoryStore:
         return self
@@ -127,20 +136,22 @@ class AsyncChatHistoryStore:
         starts with ``prefix``, taken literally. Each id is yielded once."""
         layout, seen = self.config.layout, set()
         pattern = layout.scan_pattern(prefix)
-        async for key in self.client.scan_iter(match=pattern, count=batch, _type="list"):
+        client = await self._connection()
+        async for key in client.scan_iter(match=pattern, count=batch, _type="list"):
             session_id = layout.session_id_of(_text(key))
             if session_id is not None and session_id.startswith(prefix) and session_id not in seen:
                 seen.add(session_id)
                 yield session_id
 
     async def _run(self, plan: _core.Plan[T]) -> T:
+        client = await self._connection()
         try:
             if len(plan.calls) == 1:
-                replies = [await self._send(plan.calls[0])]
+                replies = [await self._send(client, plan.calls[0])]
             elif not plan.calls:
                 replies = []
             else:
-                async with self.client.pipeline(transaction=False) as pipe:
+                async with client.pipeline(transaction=False) as pipe:
                     for call in plan.calls:
                         pipe.execute_command(*call.args)
                     replies = await pipe.execute()
@@ -151,11 +162,12 @@ class AsyncChatHistoryStore:
             raise error from exc
         return plan.parse(replies)
 
-    async def _send(self, call: _core.Call) -> Any:
+    @staticmethod
+    async def _send(client: AsyncClient, call: _core.Call) -> Any:
         if call.script is None:
-            return await self.client.execute_command(*call.args)
+            return await client.execute_command(*call.args)
         keys = call.keys
         try:
-            return await self.client.evalsha(call.script.sha, len(keys), *keys, *call.args)
+            return await client.evalsha(call.script.sha, len(keys), *keys, *call.args)
         except NoScriptError:
-            return await self.client.eval(call.script.text, len(keys), *keys, *call.args)
+            return await client.eval(call.script.text, len(keys), *keys, *call.args)

@@ -37,7 +37,7 @@ from langchain_core.messages import (
 )
 
 from . import _core
-from ._clients import async_client_for_url, async_twin, client_for_url, redact_url
+from ._clients import async_twin, redact_url
 from ._validate import check_session_id
 from .async_store import AsyncChatHistoryStore
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
@@ -119,8 +119,7 @@ class _RedisHistory(BaseChatMessageHistory):
     def store(self) -> ChatHistoryStore:
         """The synchronous store behind this history."""
         if self._store is None:
-            client = self._sync_client or client_for_url(self._url or "")
-            self._store = ChatHistoryStore._from_config(client, self._config, self._url)
+            self._store = ChatHistoryStore._from_config(self._sync_client, self._config, self._url)
         return self._store
 
     @property
@@ -128,11 +127,8 @@ class _RedisHistory(BaseChatMessageHistory):
         """The asyncio store behind this history, for the running event loop."""
         loop = asyncio.get_running_loop()
         if self._async_store is None or self._async_store[0] is not loop:
-            if self._async_client is not None:
-                client: AsyncClient = self._async_client
-            elif self._url is not None:
-                client = async_client_for_url(self._url)
-            else:
+            client: AsyncClient | None = self._async_client
+            if client is None and self._url is None:
                 assert self._sync_client is not None
                 client = async_twin(self._sync_client)
             store = AsyncChatHistoryStore._from_config(client, self._config, self._url)

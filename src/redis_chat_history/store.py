@@ -49,19 +49,27 @@ class ChatHistoryStore:
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
         self.config = _core.StoreConfig.build(layout, ttl, max_messages, max_message_bytes, strict)
         self._url = url
-        self.client: SyncClient = client if client is not None else client_for_url(url or "")
+        self._client = client
 
     @classmethod
     def _from_config(
-        cls, client: SyncClient, config: _core.StoreConfig, url: str | None = None
+        cls, client: SyncClient | None, config: _core.StoreConfig, url: str | None = None
     ) -> ChatHistoryStore:
         """A store over an already validated config (used by the LangChain classes)."""
         store = cls.__new__(cls)
-        store.config, store._url, store.client = config, url, client
+        store.config, store._url, store._client = config, url, client
         return store
 
+    @property
+    def client(self) -> SyncClient:
+        """The client in use: the one given, or the shared one for the URL (made on first
+        use, which probes a TCP URL once for cluster mode)."""
+        if self._client is not None:
+            return self._client
+        return client_for_url(self._url or "")
+
     def __repr__(self) -> str:
-        where = redact_url(self._url) if self._url else repr(self.client)
+        where = redact_url(self._url) if self._url else repr(self._client)
         return f"ChatHistoryStore({where}, layout={self.config.layout!r})"
 
     def __enter__(self) -> ChatHistoryStore:
@@ -72,8 +80,8 @@ class ChatHistoryStore:
 
     def close(self) -> None:
         """Close the client if this store was given it; shared URL clients stay open."""
-        if self._url is None:
-            self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def append(self, session_id: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Append records (oldest first) atomically, exactly once; return the message count."""
