@@ -34,6 +34,8 @@ from redis.crc import key_slot
 from redis_chat_history.embedded import EmbeddedRedis, find_server_binary
 
 HOST = "127.0.0.1"
+# Redis 7 waits 5 s before a diskless full sync, hoping more replicas join; tests can't wait.
+FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 RESTRICTED_COMMANDS = ("CONFIG", "ACL", "MODULE", "KEYS", "DEBUG", "MONITOR", "FLUSHALL", "FLUSHDB")
 
 __all__ = [
@@ -191,7 +193,7 @@ class TlsServer:
     port: int
     pid: int
     ca_file: Path
-    ca_pem: str
+    ca_pem: str = field(repr=False)
     client_cert_file: Path | None
     client_key_file: Path | None
     password: str | None = field(default=None, repr=False)
@@ -410,6 +412,7 @@ def cluster(
             "--cluster-config-file", str(tmp_dir / f"nodes-{port}.conf"),
             "--cluster-node-timeout", "2000",
             "--appendonly", "yes",
+            *FAST_SYNC,
             *auth,
         ]  # fmt: skip
 
@@ -536,16 +539,17 @@ def sentinel_group(
     binary = find_server_binary()
     tmp_dir.mkdir(parents=True, exist_ok=True)
     auth = ["--requirepass", password, "--masterauth", password] if password else []
+    data_args = [*FAST_SYNC, *auth]
     quorum = sentinels // 2 + 1
     with ExitStack() as stack:
         taken: list[int] = []
         nodes: dict[int, EmbeddedRedis] = {}
-        master = _start(stack, lambda _port: [*auth], binary=binary, taken=taken)
+        master = _start(stack, lambda _port: data_args, binary=binary, taken=taken)
         nodes[master.port] = master
         for _ in range(replicas):
             replica = _start(
                 stack,
-                lambda _port: ["--replicaof", HOST, str(master.port), *auth],
+                lambda _port: ["--replicaof", HOST, str(master.port), *data_args],
                 binary=binary,
                 taken=taken,
             )
