@@ -34,8 +34,10 @@ from redis.crc import key_slot
 from redis_chat_history.embedded import EmbeddedRedis, find_server_binary
 
 HOST = "127.0.0.1"
-# Redis 7 waits 5 s before a diskless full sync, hoping more replicas join; tests can't wait.
-FAST_SYNC = ("--repl-diskless-sync-delay", "0")
+# Redis 7 waits 5 s before a diskless full sync, hoping more replicas join; and a replica of
+# an idle master keeps offset 0 (so Redis Cluster leaves it out of CLUSTER SLOTS) until the
+# master's replication PING, every 10 s by default. Tests can't wait for either.
+FAST_SYNC = ("--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1")
 RESTRICTED_COMMANDS = ("CONFIG", "ACL", "MODULE", "KEYS", "DEBUG", "MONITOR", "FLUSHALL", "FLUSHDB")
 
 __all__ = [
@@ -370,6 +372,8 @@ class Cluster:
         wait_for(self._healthy, "the cluster did not become healthy", timeout)
 
     def _healthy(self) -> bool:
+        """Every node: state ok, all slots, all nodes known, and CLUSTER SLOTS lists every
+        replica (Redis leaves out a replica until gossip reports its replication offset)."""
         masters = 0
         for port in self.ports:
             with self.node_client(port) as admin:
@@ -379,6 +383,13 @@ class Cluster:
                     or int(info["cluster_slots_ok"]) != 16384
                     or int(info["cluster_known_nodes"]) != len(self.ports)
                 ):
+                    return False
+                listed = {
+                    int(node[1])
+                    for _start, _end, *owners in admin.execute_command("CLUSTER", "SLOTS")
+                    for node in owners
+                }
+                if listed != set(self.ports):
                     return False
                 replication = admin.info("replication")
             if replication["role"] == "master":

@@ -29,7 +29,14 @@ import redis.cluster
 import redis.connection
 import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    ConnectionError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from .urls import ParsedUrl, SentinelTarget, parse_url, warn_if_unverified
@@ -47,6 +54,7 @@ __all__ = [
     "client_for_url",
     "close_shared_clients",
     "default_retry",
+    "is_transient",
     "redact_url",
 ]
 
@@ -57,6 +65,15 @@ HEALTH_CHECK_INTERVAL = 30
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+# Errors after which a whole plan is sent again until the store's retry deadline.
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError, ClusterDownError, TryAgainError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """A connection loss, timeout or cluster reconfiguration, but not a rejected password."""
+    return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, AuthenticationError)
 
 
 def _retryable(error: Exception, also: Callable[[Exception], bool] | None) -> bool:

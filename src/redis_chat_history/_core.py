@@ -31,6 +31,7 @@ __all__ = [
     "APPEND_SCRIPT",
     "Call",
     "Plan",
+    "RetryTimer",
     "Script",
     "StoreConfig",
     "plan_append",
@@ -144,6 +145,7 @@ class StoreConfig:
     max_messages: int | None = None
     max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
     strict: bool = True
+    retry_deadline: float = 15.0
 
     @classmethod
     def build(
@@ -153,16 +155,49 @@ class StoreConfig:
         max_messages: Any = None,
         max_message_bytes: Any = codec.DEFAULT_MAX_MESSAGE_BYTES,
         strict: Any = True,
+        retry_deadline: Any = 15.0,
     ) -> StoreConfig:
         if not isinstance(strict, bool):
             raise InvalidOptionError(f"strict must be a bool, not {type(strict).__name__}")
+        if (
+            isinstance(retry_deadline, bool)
+            or not isinstance(retry_deadline, (int, float))
+            or not 0 <= retry_deadline < float("inf")
+        ):
+            raise InvalidOptionError(
+                f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
+            )
         return cls(
             layout=resolve_layout(layout),
             ttl=check_ttl(ttl),
             max_messages=check_max_messages(max_messages),
             max_message_bytes=check_positive_int("max_message_bytes", max_message_bytes),
             strict=strict,
+            retry_deadline=float(retry_deadline),
         )
+
+
+class RetryTimer:
+    """Whether a round trip that failed with a connection error is tried again, and when.
+
+    redis-py already retries each command a few times; this covers what outlasts that, such
+    as a failover (seconds). Every plan is safe to send again (appends carry their token),
+    so it is re-sent with backoff from 50 ms doubling to 1 s until ``deadline`` seconds
+    after the first failure; then the error is raised.
+    """
+
+    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._give_up_at = clock() + deadline
+        self._delay = 0.05
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next try, or None to give up."""
+        left = self._give_up_at - self._clock()
+        if left <= 0:
+            return None
+        delay, self._delay = min(self._delay, left), min(self._delay * 2, 1.0)
+        return delay
 
 
 def plan_append(

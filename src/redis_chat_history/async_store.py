@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import _core
-from ._clients import async_client_for_url, cached_async_client, redact_url
+from ._clients import async_client_for_url, cached_async_client, is_transient, redact_url
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .errors import InvalidOptionError
 from .layouts import Layout
@@ -43,10 +44,13 @@ class AsyncChatHistoryStore:
         max_messages: int | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         strict: bool = True,
+        retry_deadline: float = 15.0,
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
-        self.config = _core.StoreConfig.build(layout, ttl, max_messages, max_message_bytes, strict)
+        self.config = _core.StoreConfig.build(
+            layout, ttl, max_messages, max_message_bytes, strict, retry_deadline
+        )
         self._url = url
         self._client = client
 
@@ -144,6 +148,20 @@ class AsyncChatHistoryStore:
                 yield session_id
 
     async def _run(self, plan: _core.Plan[T]) -> T:
+        timer: _core.RetryTimer | None = None
+        while True:
+            try:
+                return await self._run_once(plan)
+            except RedisError as error:
+                if not is_transient(error):
+                    raise
+                timer = timer or _core.RetryTimer(self.config.retry_deadline)
+                delay = timer.next_delay()
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def _run_once(self, plan: _core.Plan[T]) -> T:
         client = await self._connection()
         try:
             if len(plan.calls) == 1:

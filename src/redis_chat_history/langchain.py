@@ -187,7 +187,8 @@ class RedisChatMessageHistory(_RedisHistory):
     Keyword-only extras: ``client``/``async_client`` (use these redis-py clients instead
     of ``url``), ``layout`` (default: community with ``key_prefix``), ``max_messages``
     (keep only the newest N), ``window`` (``.messages`` returns only the newest N),
-    ``strict`` and ``max_message_bytes``.
+    ``strict``, ``max_message_bytes`` and ``retry_deadline`` (seconds to keep retrying
+    through a failover; appends stay exactly-once).
     """
 
     def __init__(
@@ -204,6 +205,7 @@ class RedisChatMessageHistory(_RedisHistory):
         window: int | None = None,
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        retry_deadline: float = 15.0,
     ) -> None:
         config = _core.StoreConfig.build(
             CommunityLayout(key_prefix) if layout is None else layout,
@@ -211,6 +213,7 @@ class RedisChatMessageHistory(_RedisHistory):
             max_messages,
             max_message_bytes,
             strict,
+            retry_deadline,
         )
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -251,6 +254,7 @@ class MemorystoreChatMessageHistory(_RedisHistory):
         window: int | None = None,
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        retry_deadline: float = 15.0,
     ) -> None:
         if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
             raise InvalidOptionError(
@@ -263,6 +267,7 @@ class MemorystoreChatMessageHistory(_RedisHistory):
             max_messages,
             max_message_bytes,
             strict,
+            retry_deadline,
         )
         super().__init__(
             session_id,

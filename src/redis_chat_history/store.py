@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import _core
-from ._clients import client_for_url, redact_url
+from ._clients import client_for_url, is_transient, redact_url
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .errors import InvalidOptionError
 from .layouts import Layout
@@ -44,10 +45,13 @@ class ChatHistoryStore:
         max_messages: int | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         strict: bool = True,
+        retry_deadline: float = 15.0,
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
-        self.config = _core.StoreConfig.build(layout, ttl, max_messages, max_message_bytes, strict)
+        self.config = _core.StoreConfig.build(
+            layout, ttl, max_messages, max_message_bytes, strict, retry_deadline
+        )
         self._url = url
         self._client = client
 
@@ -136,6 +140,20 @@ class ChatHistoryStore:
                 yield session_id
 
     def _run(self, plan: _core.Plan[T]) -> T:
+        timer: _core.RetryTimer | None = None
+        while True:
+            try:
+                return self._run_once(plan)
+            except RedisError as error:
+                if not is_transient(error):
+                    raise
+                timer = timer or _core.RetryTimer(self.config.retry_deadline)
+                delay = timer.next_delay()
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def _run_once(self, plan: _core.Plan[T]) -> T:
         try:
             if len(plan.calls) == 1:
                 replies = [self._send(plan.calls[0])]
