@@ -11,7 +11,8 @@ from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore
 
 EXPECTED_ALL = {
     "AsyncChatHistoryStore", "ChatHistoryError", "ChatHistoryStore", "CommunityLayout",
-    "CorruptMessageError", "DEFAULT_MAX_MESSAGE_BYTES", "InvalidMessageError",
+    "CorruptMessageError", "DEFAULT_MAX_MESSAGE_BYTES", "Durability", "DurabilityUnsupportedError",
+    "NotDurableError", "InvalidMessageError",
     "InvalidOptionError", "InvalidSessionIdError", "Layout", "MAX_SESSION_ID_LENGTH",
     "MemorystoreChatMessageHistory", "MemorystoreLayout", "MessageTooLargeError", "NativeLayout",
     "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients",

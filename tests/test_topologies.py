@@ -241,15 +241,20 @@ def test_cluster_failover_after_sigkill(tmp_path: Path) -> None:
             client.rpush(key, "before")
             owner = client.get_node_from_key(key)
             assert client.execute_command("WAIT", 1, 2000, target_nodes=owner) == 1
+            replicas = running.replicas_of(owner.port)
+            assert len(replicas) == 1
             killed = running.kill_master_for_key(key)
             assert killed == owner.port and killed not in running.running
             elapsed = write_after_failover(lambda: client.rpush(key, "after"), "cluster")
             assert elapsed < FAILOVER_BUDGET
-            assert running.master_for_key(key) != killed
+            assert running.master_for_key(key) == replicas[0]
             assert client.lrange(key, 0, -1) == [b"before", b"after"]
             running.restart(killed)
             with running.node_client(killed) as rejoined:
-                assert rejoined.info("replication")["role"] == "slave"
+                replication = rejoined.info("replication")
+                assert replication["role"] == "slave"
+                assert replication["master_port"] == replicas[0]
+            assert running.replicas_of(replicas[0]) == [killed]
             pids.append(running.pids[killed])
         finally:
             client.close()
@@ -321,7 +326,7 @@ def test_sentinel_failover_after_sigkill(tmp_path: Path) -> None:
             assert killed == group.master_port and killed not in group.pids
             elapsed = write_after_failover(lambda: master.set("after", "1"), "sentinel")
             assert elapsed < FAILOVER_BUDGET
-            assert group.master_address()[1] in group.replica_ports
+            assert sentinel.discover_master("mymaster")[1] in group.replica_ports
             assert master.get("before") == b"1"
         finally:
             master.close()

@@ -228,7 +228,9 @@ class TlsServer:
 class _TlsEmbeddedRedis(EmbeddedRedis):
     """EmbeddedRedis whose clients (and so its startup PING probe) speak TLS."""
 
-    tls_kwargs: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance by tls_server
+    def __init__(self, *, tls_kwargs: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tls_kwargs = tls_kwargs
 
     def client(self, **kwargs: object) -> redis.Redis:
         return redis.Redis(host=HOST, port=self.port, **{**self.tls_kwargs, **kwargs})
@@ -276,11 +278,7 @@ def tls_server(
     if client_auth:
         probe_kwargs.update(ssl_certfile=str(client_cert_file), ssl_keyfile=str(client_key_file))
 
-    def factory(**kwargs: Any) -> EmbeddedRedis:
-        node = _TlsEmbeddedRedis(**kwargs)
-        node.tls_kwargs = probe_kwargs
-        return node
-
+    factory = functools.partial(_TlsEmbeddedRedis, tls_kwargs=probe_kwargs)
     with ExitStack() as stack:
         node = _start(stack, args, binary=binary, taken=[], factory=factory)
         yield TlsServer(
@@ -336,16 +334,29 @@ class Cluster:
         return self.nodes[port].client(**kwargs)
 
     def master_for_key(self, key: str | bytes) -> int:
-        """Port of the master serving ``key``'s slot, as a live master sees the cluster."""
+        """Port of the live master that says it serves ``key``'s slot.
+
+        A node's own claim is asked, not its view of others, which lags during a failover.
+        """
         slot = key_slot(key.encode() if isinstance(key, str) else key)
         for port in self.running:
             with self.node_client(port) as admin:
-                if admin.info("replication")["role"] != "master":
-                    continue
                 for start, end, owner, *_replicas in admin.execute_command("CLUSTER", "SLOTS"):
-                    if start <= slot <= end:
-                        return int(owner[1])
-        raise LookupError(f"no live master knows who serves slot {slot}")
+                    if start <= slot <= end and int(owner[1]) == port:
+                        return port
+        raise LookupError(f"no live master claims slot {slot}")
+
+    def replicas_of(self, port: int) -> list[int]:
+        """Ports of the replicas of the master on ``port``, as that master lists them."""
+        with self.node_client(port) as admin:
+            return sorted(
+                {
+                    int(replica[1])
+                    for _start, _end, owner, *replicas in admin.execute_command("CLUSTER", "SLOTS")
+                    if int(owner[1]) == port
+                    for replica in replicas
+                }
+            )
 
     def kill(self, port: int) -> int:
         """SIGKILL one node and reap it; returns its pid."""
@@ -569,9 +580,7 @@ def sentinel_group(
         for port in replica_ports:
             with nodes[port].client(password=password, socket_timeout=2) as replica_client:
                 wait_for(
-                    lambda c=replica_client: (
-                        c.info("replication").get("master_link_status") == "up"
-                    ),
+                    functools.partial(_replica_linked, replica_client),
                     f"replica {port} did not link to its master",
                 )
         sentinel_ports: list[int] = []
@@ -606,10 +615,16 @@ def sentinel_group(
         for port in sentinel_ports:
             with nodes[port].client(decode_responses=True, socket_timeout=2) as sentinel_client:
                 wait_for(
-                    lambda c=sentinel_client: _sentinel_ready(c, service, sentinels, replicas),
+                    functools.partial(
+                        _sentinel_ready, sentinel_client, service, sentinels, replicas
+                    ),
                     f"sentinel {port} did not see the whole group",
                 )
         yield group
+
+
+def _replica_linked(client: redis.Redis) -> bool:
+    return bool(client.info("replication").get("master_link_status") == "up")
 
 
 def _sentinel_ready(client: redis.Redis, service: str, sentinels: int, replicas: int) -> bool:

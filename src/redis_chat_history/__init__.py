@@ -14,13 +14,16 @@ from ._validate import MAX_SESSION_ID_LENGTH
 from ._version import __version__
 from .async_store import AsyncChatHistoryStore
 from .codec import DEFAULT_MAX_MESSAGE_BYTES
+from .durability import Durability
 from .errors import (
     ChatHistoryError,
     CorruptMessageError,
+    DurabilityUnsupportedError,
     InvalidMessageError,
     InvalidOptionError,
     InvalidSessionIdError,
     MessageTooLargeError,
+    NotDurableError,
     WrongTypeError,
 )
 from .layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
@@ -37,6 +40,8 @@ __all__ = [
     "ChatHistoryStore",
     "CommunityLayout",
     "CorruptMessageError",
+    "Durability",
+    "DurabilityUnsupportedError",
     "InvalidMessageError",
     "InvalidOptionError",
     "InvalidSessionIdError",
@@ -45,6 +50,7 @@ __all__ = [
     "MemorystoreLayout",
     "MessageTooLargeError",
     "NativeLayout",
+    "NotDurableError",
     "RedisChatMessageHistory",
     "WrongTypeError",
     "__version__",

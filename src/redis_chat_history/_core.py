@@ -24,6 +24,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import codec
 from ._validate import check_max_messages, check_positive_int, check_session_id, check_ttl
+from .durability import Durability, resolve_durability
 from .errors import InvalidOptionError, WrongTypeError
 from .layouts import Layout, resolve_layout
 
@@ -39,6 +40,8 @@ __all__ = [
     "plan_count",
     "plan_delete",
     "plan_read",
+    "durability_problem",
+    "server_version",
     "translate_error",
 ]
 
@@ -146,6 +149,7 @@ class StoreConfig:
     max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
     strict: bool = True
     retry_deadline: float = 15.0
+    durability: Durability = field(default_factory=Durability)
 
     @classmethod
     def build(
@@ -156,6 +160,7 @@ class StoreConfig:
         max_message_bytes: Any = codec.DEFAULT_MAX_MESSAGE_BYTES,
         strict: Any = True,
         retry_deadline: Any = 15.0,
+        durability: Durability | str | None = None,
     ) -> StoreConfig:
         if not isinstance(strict, bool):
             raise InvalidOptionError(f"strict must be a bool, not {type(strict).__name__}")
@@ -174,6 +179,7 @@ class StoreConfig:
             max_message_bytes=check_positive_int("max_message_bytes", max_message_bytes),
             strict=strict,
             retry_deadline=float(retry_deadline),
+            durability=resolve_durability(durability),
         )
 
 
@@ -205,11 +211,14 @@ def plan_append(
     session_id: str,
     records: Sequence[Mapping[str, Any]],
     *,
+    durability: Durability | None = None,
     token: str | None = None,
 ) -> Plan[int] | None:
     """Append ``records`` (chronological) atomically; the reply is the new message count.
 
-    Returns None for an empty batch, which needs no round trip.
+    With a durability level, WAIT/WAITAOF follows on the same connection in the same round
+    trip, and NotDurableError is raised if the level is not reached. Returns None for an
+    empty batch, which needs no round trip.
     """
     check_session_id(session_id)
     elements = codec.encode_records(records, config.max_message_bytes)
@@ -228,7 +237,15 @@ def plan_append(
         *elements,
     )
     call = Call(args=args, script=APPEND_SCRIPT, keys=keys)
-    return Plan((call,), lambda replies: int(replies[0][1]), keys)
+    level = durability or config.durability
+    if not level.waits:
+        return Plan((call,), lambda replies: int(replies[0][1]), keys)
+
+    def parse(replies: list[Any]) -> int:
+        level.check(replies[1])
+        return int(replies[0][1])
+
+    return Plan((call, Call(level.command())), parse, keys)
 
 
 Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
@@ -320,6 +337,29 @@ def plan_delete(config: StoreConfig, session_ids: Sequence[str]) -> Plan[int]:
         calls.append(Call(("DEL", layout.messages_key(session_id))))
         calls.append(Call(("DEL", layout.token_key(session_id))))
     return Plan(tuple(calls), lambda replies: sum(int(r) for r in replies[::2]))
+
+
+def server_version(info: Mapping[str, Any]) -> tuple[int, ...]:
+    """The version an ``INFO server`` reply reports (Valkey reports a Redis-compatible one)."""
+    text = str(info.get("redis_version", "0"))
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def durability_problem(
+    level: Durability, *, cluster: bool, version: tuple[int, ...] | None
+) -> str | None:
+    """Why ``level`` cannot be confirmed here, or None. ``version`` is only needed for fsync."""
+    if not level.waits:
+        return None
+    if cluster:
+        return (
+            f"durability {level} needs WAIT on the connection that wrote, which a Redis "
+            "Cluster client does not offer yet; use durability='none' on clusters"
+        )
+    if level.fsync and version is not None and version < (7, 2):
+        shown = ".".join(map(str, version))
+        return f"fsync durability needs WAITAOF (Redis/Valkey 7.2+); this server is {shown}"
+    return None
 
 
 def translate_error(message: str, keys: Sequence[str]) -> WrongTypeError | None:

@@ -8,7 +8,9 @@ Everything derives from :class:`ChatHistoryError`, so one ``except`` catches all
     ├── InvalidMessageError        (also ValueError) a message cannot be stored as given
     │   └── MessageTooLargeError   the encoded message is over the size limit
     ├── CorruptMessageError        (also ValueError) a stored value is not a message
-    └── WrongTypeError             (also TypeError)  a key holds another Redis type
+    ├── WrongTypeError             (also TypeError)  a key holds another Redis type
+    ├── NotDurableError            written, but the durability level was not reached
+    └── DurabilityUnsupportedError the level cannot be confirmed here; nothing written
 
 Errors from Redis itself (connection refused, timeouts, ...) are redis-py's own
 ``redis.exceptions.RedisError`` subclasses and pass through unchanged.
@@ -16,13 +18,20 @@ Errors from Redis itself (connection refused, timeouts, ...) are redis-py's own
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .durability import Durability
+
 __all__ = [
     "ChatHistoryError",
     "CorruptMessageError",
+    "DurabilityUnsupportedError",
     "InvalidMessageError",
     "InvalidOptionError",
     "InvalidSessionIdError",
     "MessageTooLargeError",
+    "NotDurableError",
     "WrongTypeError",
 ]
 
@@ -80,3 +89,30 @@ class WrongTypeError(ChatHistoryError, TypeError):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class NotDurableError(ChatHistoryError):
+    """The append WAS applied on the primary, but the durability level was not reached in
+    time (too few replicas acknowledged, or the AOF was not fsynced). It is not rolled back;
+    retrying it is safe (it will not be stored twice) and waits again."""
+
+    def __init__(self, level: Durability, *, replicas: int, fsynced: bool) -> None:
+        missing = []
+        if level.replicas > replicas:
+            missing.append(f"{replicas} of {level.replicas} replicas acknowledged it")
+        if level.fsync and not fsynced:
+            missing.append("the primary did not fsync it to its AOF")
+        super().__init__(
+            f"the append was written to the primary but is not yet durable ({level}): "
+            f"{' and '.join(missing)} within {level.timeout_ms} ms; it was not rolled back"
+        )
+        self.written = True
+        self.level = level
+        self.replicas = replicas
+        self.fsynced = fsynced
+
+
+class DurabilityUnsupportedError(ChatHistoryError):
+    """The server cannot confirm this durability level (WAITAOF needs Redis/Valkey 7.2+),
+    or the client cannot (WAIT needs one primary connection, not a Redis Cluster client).
+    Raised before anything is written."""

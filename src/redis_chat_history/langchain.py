@@ -41,6 +41,7 @@ from ._clients import async_twin, redact_url
 from ._validate import check_session_id
 from .async_store import AsyncChatHistoryStore
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
+from .durability import Durability
 from .errors import InvalidOptionError
 from .layouts import CommunityLayout, Layout, MemorystoreLayout
 from .store import ChatHistoryStore
@@ -187,8 +188,9 @@ class RedisChatMessageHistory(_RedisHistory):
     Keyword-only extras: ``client``/``async_client`` (use these redis-py clients instead
     of ``url``), ``layout`` (default: community with ``key_prefix``), ``max_messages``
     (keep only the newest N), ``window`` (``.messages`` returns only the newest N),
-    ``strict``, ``max_message_bytes`` and ``retry_deadline`` (seconds to keep retrying
-    through a failover; appends stay exactly-once).
+    ``strict``, ``max_message_bytes``, ``retry_deadline`` (seconds to keep retrying
+    through a failover; appends stay exactly-once) and ``durability`` (e.g.
+    ``"replicas=1"``: wait for a replica; see :mod:`redis_chat_history.durability`).
     """
 
     def __init__(
@@ -206,6 +208,7 @@ class RedisChatMessageHistory(_RedisHistory):
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry_deadline: float = 15.0,
+        durability: Durability | str | None = None,
     ) -> None:
         config = _core.StoreConfig.build(
             CommunityLayout(key_prefix) if layout is None else layout,
@@ -214,6 +217,7 @@ class RedisChatMessageHistory(_RedisHistory):
             max_message_bytes,
             strict,
             retry_deadline,
+            durability,
         )
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -255,6 +259,7 @@ class MemorystoreChatMessageHistory(_RedisHistory):
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry_deadline: float = 15.0,
+        durability: Durability | str | None = None,
     ) -> None:
         if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
             raise InvalidOptionError(
@@ -268,6 +273,7 @@ class MemorystoreChatMessageHistory(_RedisHistory):
             max_message_bytes,
             strict,
             retry_deadline,
+            durability,
         )
         super().__init__(
             session_id,

@@ -13,6 +13,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from . import _core
 from ._clients import client_for_url, is_transient, redact_url
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
+from .durability import Durability, DurabilityUnsupportedError, resolve_durability
 from .errors import InvalidOptionError
 from .layouts import Layout
 
@@ -46,14 +47,16 @@ class ChatHistoryStore:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         strict: bool = True,
         retry_deadline: float = 15.0,
+        durability: Durability | str | None = None,
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidOptionError("pass either a redis client or url=, not both or neither")
         self.config = _core.StoreConfig.build(
-            layout, ttl, max_messages, max_message_bytes, strict, retry_deadline
+            layout, ttl, max_messages, max_message_bytes, strict, retry_deadline, durability
         )
         self._url = url
         self._client = client
+        self._version: tuple[int, ...] | None = None
 
     @classmethod
     def _from_config(
@@ -62,6 +65,7 @@ class ChatHistoryStore:
         """A store over an already validated config (used by the LangChain classes)."""
         store = cls.__new__(cls)
         store.config, store._url, store._client = config, url, client
+        store._version = None
         return store
 
     @property
@@ -87,9 +91,21 @@ class ChatHistoryStore:
         if self._client is not None:
             self._client.close()
 
-    def append(self, session_id: str, records: Sequence[Mapping[str, Any]]) -> int:
-        """Append records (oldest first) atomically, exactly once; return the message count."""
-        plan = _core.plan_append(self.config, session_id, records)
+    def append(
+        self,
+        session_id: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        durability: Durability | str | None = None,
+    ) -> int:
+        """Append records (oldest first) atomically, exactly once; return the message count.
+
+        ``durability`` overrides the store's level for this call (see Durability); if it is
+        not reached in time NotDurableError says the records were written all the same.
+        """
+        level = self.config.durability if durability is None else resolve_durability(durability)
+        self._check_durability(level)
+        plan = _core.plan_append(self.config, session_id, records, durability=level)
         return self.count(session_id) if plan is None else self._run(plan)
 
     def messages(
@@ -160,16 +176,43 @@ class ChatHistoryStore:
             elif not plan.calls:
                 replies = []
             else:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for call in plan.calls:
-                        pipe.execute_command(*call.args)
-                    replies = pipe.execute()
+                replies = self._send_pipeline(self.client, plan.calls)
         except ResponseError as exc:
             error = _core.translate_error(str(exc), plan.keys)
             if error is None:
                 raise
             raise error from exc
         return plan.parse(replies)
+
+    def _check_durability(self, level: Durability) -> None:
+        if not level.waits:
+            return
+        client = self.client
+        if level.fsync and self._version is None:
+            self._version = _core.server_version(client.info("server"))
+        cluster = isinstance(client, redis.cluster.RedisCluster)
+        problem = _core.durability_problem(level, cluster=cluster, version=self._version)
+        if problem:
+            raise DurabilityUnsupportedError(problem)
+
+    @staticmethod
+    def _send_pipeline(client: SyncClient, calls: Sequence[_core.Call]) -> list[Any]:
+        """Send calls on one connection in one round trip (loading scripts if needed)."""
+        for attempt in range(2):
+            with client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    if call.script is None:
+                        pipe.execute_command(*call.args)
+                    else:
+                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                try:
+                    return pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+            for script in {call.script for call in calls if call.script is not None}:
+                client.script_load(script.text)
+        raise AssertionError("unreachable")
 
     def _send(self, call: _core.Call) -> Any:
         if call.script is None:
