@@ -35,7 +35,7 @@ NO_RETRY = Retry(NoBackoff(), 0)
 
 def redis_server_children() -> set[int]:
     """Pids of redis-server processes that this test process started and has not reaped."""
-    found = set()
+    found: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue

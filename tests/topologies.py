@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -169,14 +168,6 @@ def _start(
     raise AssertionError("unreachable")
 
 
-def _running(node: EmbeddedRedis) -> bool:
-    try:
-        node.pid  # noqa: B018 - raises once the process is gone
-    except RuntimeError:
-        return False
-    return True
-
-
 def _kill(node: EmbeddedRedis) -> int:
     """SIGKILL a node (no shutdown, no AOF flush) and reap it; returns its former pid."""
     pid = node.pid
@@ -225,17 +216,6 @@ class TlsServer:
         return redis.Redis(**{**self.client_kwargs(), **kwargs})
 
 
-class _TlsEmbeddedRedis(EmbeddedRedis):
-    """EmbeddedRedis whose clients (and so its startup PING probe) speak TLS."""
-
-    def __init__(self, *, tls_kwargs: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tls_kwargs = tls_kwargs
-
-    def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, **{**self.tls_kwargs, **kwargs})
-
-
 @contextmanager
 def tls_server(
     tmp_dir: Path, *, client_auth: bool = False, password: str | None = None
@@ -278,7 +258,7 @@ def tls_server(
     if client_auth:
         probe_kwargs.update(ssl_certfile=str(client_cert_file), ssl_keyfile=str(client_key_file))
 
-    factory = functools.partial(_TlsEmbeddedRedis, tls_kwargs=probe_kwargs)
+    factory = functools.partial(EmbeddedRedis, client_kwargs=probe_kwargs)
     with ExitStack() as stack:
         node = _start(stack, args, binary=binary, taken=[], factory=factory)
         yield TlsServer(
@@ -315,12 +295,12 @@ class Cluster:
     @property
     def pids(self) -> dict[int, int]:
         """Pid of every running node, by port (killed nodes are absent)."""
-        return {port: node.pid for port, node in self.nodes.items() if _running(node)}
+        return {port: node.pid for port, node in self.nodes.items() if node.running}
 
     @property
     def running(self) -> list[int]:
         """Ports of the nodes that are up."""
-        return [port for port, node in self.nodes.items() if _running(node)]
+        return [port for port, node in self.nodes.items() if node.running]
 
     def client(self, **kwargs: Any) -> RedisCluster:
         """A RedisCluster client that knows every node as a startup node."""
@@ -498,7 +478,7 @@ class SentinelGroup:
     @property
     def pids(self) -> dict[int, int]:
         """Pid of every running process (data nodes and sentinels), by port."""
-        return {port: node.pid for port, node in self.nodes.items() if _running(node)}
+        return {port: node.pid for port, node in self.nodes.items() if node.running}
 
     def sentinel(self, **kwargs: Any) -> redis.sentinel.Sentinel:
         """A redis-py Sentinel whose data connections use the group's password."""
@@ -529,20 +509,6 @@ class SentinelGroup:
         port = self.master_address()[1]
         self.kill(port)
         return port
-
-
-def _sentinel_wrapper(directory: Path, binary: str, config: Path) -> str:
-    """A launcher that runs ``redis-server <config> <args> --sentinel`` in place of itself.
-
-    EmbeddedRedis puts its own options first, but redis-server reads a config file only as
-    its first argument, and a sentinel needs one (writable, for its state).
-    """
-    script = directory / "redis-sentinel"
-    script.write_text(
-        f'#!/bin/sh\nexec {shlex.quote(binary)} {shlex.quote(str(config))} "$@" --sentinel\n'
-    )
-    script.chmod(0o755)
-    return str(script)
 
 
 @contextmanager
@@ -598,9 +564,10 @@ def sentinel_group(
             config.write_text("\n".join(lines) + "\n")
             sentinel = _start(
                 stack,
-                lambda _port: [],
-                binary=_sentinel_wrapper(directory, binary, config),
+                lambda _port: ["--sentinel"],
+                binary=binary,
                 taken=taken,
+                factory=functools.partial(EmbeddedRedis, config_file=config),
             )
             nodes[sentinel.port] = sentinel
             sentinel_ports.append(sentinel.port)

@@ -16,9 +16,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -78,6 +78,9 @@ class EmbeddedRedis:
     :func:`default_data_dir`), locked so two servers never share it; otherwise a temporary
     directory is used and removed. ``extra_args`` are passed to redis-server as they are.
     ``port`` pins the port (by default a free one is picked, retrying if it is taken).
+    ``config_file`` is passed first, as redis-server wants it (a sentinel needs one);
+    ``client_kwargs`` go to every client made by :meth:`client`, including the startup
+    probe (e.g. TLS settings for a TLS-only server).
     """
 
     def __init__(
@@ -88,6 +91,8 @@ class EmbeddedRedis:
         extra_args: Sequence[str] = (),
         binary: str | None = None,
         port: int | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
         startup_timeout: float = 10.0,
     ) -> None:
         self.binary = binary or find_server_binary()
@@ -96,6 +101,8 @@ class EmbeddedRedis:
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self._fixed_port = port
+        self.config_file = config_file
+        self.client_kwargs = dict(client_kwargs or {})
         self.port = 0
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -110,14 +117,20 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def running(self) -> bool:
+        """Whether the server process is up (started and not yet exited)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int:
         if self._process is None:
             raise RuntimeError("the embedded server is not running")
         return self._process.pid
 
-    def client(self, **kwargs: object) -> redis.Redis:
+    def client(self, **kwargs: Any) -> redis.Redis:
         """A new redis-py client for this server."""
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
+        options = {**self.client_kwargs, **kwargs}
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
     def start(self) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
@@ -157,8 +170,9 @@ class EmbeddedRedis:
             if self.persistent
             else ["--appendonly", "no", "--save", ""]
         )
+        config = [str(self.config_file)] if self.config_file else []
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            self.binary, *config, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.dir), "--logfile", "redis.log", "--daemonize", "no",
             *persistence, *self.extra_args,
         ]  # fmt: skip
