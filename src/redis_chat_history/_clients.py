@@ -363,6 +363,14 @@ def close_shared_clients() -> None:
         _sync_clients.clear()
     for client in clients:
         client.close()
+        for sentinel in _sentinels_of(client):
+            sentinel.close()
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    """The clients a Sentinel-managed client keeps open to the sentinels themselves."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(manager.sentinels) if manager is not None else []
 
 
 async def aclose_shared_clients() -> None:
@@ -378,3 +386,5 @@ async def aclose_shared_clients() -> None:
             await client.aclose(close_connection_pool=True)
         else:
             await client.aclose()
+        for sentinel in _sentinels_of(client):
+            await sentinel.aclose()
