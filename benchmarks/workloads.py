@@ -38,7 +38,12 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore, RedisChatMessageHistory
+from redis_chat_history import (
+    AsyncChatHistoryStore,
+    ChatHistoryStore,
+    RedisChatMessageHistory,
+    aclose_shared_clients,
+)
 from redis_chat_history.langchain import record_to_message
 
 from .data import community_key, conversation, encode, reset, seed
@@ -315,7 +320,7 @@ def concurrent_async(ctx: Context) -> dict[str, Runner]:
         async def op() -> list[list[BaseMessage]]:
             return await asyncio.gather(*(h.aget_messages() for h in histories))
 
-        return op, histories[0].async_store.client.aclose
+        return op, aclose_shared_clients  # the URL's client for this loop
 
     async def store_setup() -> tuple[AsyncOp, AsyncClose]:
         store = AsyncChatHistoryStore(url=ctx.url, layout="community")
@@ -325,7 +330,7 @@ def concurrent_async(ctx: Context) -> dict[str, Runner]:
                 *(store.messages(session_id, convert=record_to_message) for session_id in ids)
             )
 
-        return op, store.client.aclose
+        return op, aclose_shared_clients
 
     async def community_setup() -> tuple[AsyncOp, AsyncClose]:
         histories = [CommunityHistory(session_id, url=ctx.url) for session_id in ids]
