@@ -71,12 +71,16 @@ class Script:
 # ARGV: token, push command, ttl (0 = keep), max messages (0 = all), now in ms,
 #       prune (1 = drop tokens older than the window), the elements...
 # The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
-# back if the push fails, so a failed append leaves nothing behind. Pruning runs on a
+# back if the push fails, so a failed append leaves nothing behind. Errors other than
+# WRONGTYPE (READONLY, NOREPLICAS, OOM, ...) are passed on unchanged. Pruning runs on a
 # random share of appends: it is rarely needed and each extra call costs ~2 us in Redis.
 APPEND_SCRIPT = Script(
     f"""
 local added = redis.pcall('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[1])
 if type(added) == 'table' then
+  if not string.find(added['err'], 'WRONGTYPE', 1, true) then
+    return added
+  end
   return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[2])['ok'])
 end
 if added == 0 then
@@ -85,7 +89,10 @@ end
 local push, last = ARGV[2], #ARGV
 local length = redis.pcall(push, KEYS[1], unpack(ARGV, 7, math.min(last, {6 + PUSH_CHUNK})))
 if type(length) == 'table' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.pcall('ZREM', KEYS[2], ARGV[1])
+  if not string.find(length['err'], 'WRONGTYPE', 1, true) then
+    return length
+  end
   return redis.error_reply('WRONGTYPE rch 1 ' .. redis.call('TYPE', KEYS[1])['ok'])
 end
 for first = {7 + PUSH_CHUNK}, last, {PUSH_CHUNK} do
