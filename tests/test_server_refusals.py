@@ -63,7 +63,7 @@ def test_writing_to_a_replica_says_read_only(server: EmbeddedRedis) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
         store = ChatHistoryStore(replica.client(), retry_deadline=0)
-        with pytest.raises(redis.ResponseError, match="(?i)read.?only") as caught:
+        with pytest.raises(redis.ResponseError, match=r"(?i)read.?only") as caught:
             store.append("s", [record("a")])
         assert not isinstance(caught.value, WrongTypeError)
         store.close()
