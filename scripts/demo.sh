@@ -9,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[all]"
-exec .venv/bin/python -m redis_chat_history "$@"
+exec .venv/bin/redis-chat-history demo "$@"

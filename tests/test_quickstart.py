@@ -10,7 +10,7 @@ from pathlib import Path
 
 def run_quickstart(env: dict[str, str]) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "redis_chat_history"],
+        [sys.executable, "-m", "redis_chat_history", "demo"],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

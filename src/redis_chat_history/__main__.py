@@ -1,5 +1,8 @@
-"""``python -m redis_chat_history``: runs the quickstart (the full CLI comes later)."""
+"""``python -m redis_chat_history``: the ``redis-chat-history`` command line.
 
-from .quickstart import main
+With no arguments it shows the help; ``python -m redis_chat_history demo`` runs the quickstart.
+"""
 
-raise SystemExit(main())
+from .cli import main
+
+main(prog_name="redis-chat-history")

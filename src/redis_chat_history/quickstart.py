@@ -57,10 +57,10 @@ class NameRecallModel(BaseChatModel):
 
 
 @contextmanager
-def _redis_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
+def _redis_url(given: str | None = None) -> Iterator[str]:
+    url = given or os.environ.get("REDIS_URL")
     if url:
-        print(f"Using REDIS_URL={redact_url(url)}")
+        print(f"Using {'REDIS_URL=' if not given else ''}{redact_url(url)}")
         yield url
         return
     with EmbeddedRedis(persistent=True) as server:
@@ -74,9 +74,10 @@ def _show(title: str, messages: list[BaseMessage]) -> None:
         print(f"  {message.type:>5}: {message.content}")
 
 
-def main() -> int:
-    """Run the three snippets and print what happens."""
-    with _redis_url() as url:
+def main(url: str | None = None) -> int:
+    """Run the three snippets against ``url`` (default: $REDIS_URL, else an embedded
+    redis-server) and print what happens."""
+    with _redis_url(url) as url:
         # Snippet 1: langchain-community's RedisChatMessageHistory.
         history = RedisChatMessageHistory("foo", url=url)
         earlier = len(history.messages)

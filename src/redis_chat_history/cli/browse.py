@@ -1,0 +1,535 @@
+"""Reading commands: ``sessions`` (alias ``list``), ``show``, ``tail`` and ``search``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+import redis.cluster
+from redis.exceptions import RedisError
+from rich.table import Table
+from rich.text import Text
+
+from ..codec import is_record
+from ..store import ChatHistoryStore
+from ._app import main
+from ._connect import Cli, cli_command_options, layout_options
+from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
+from ._render import message_text, render_message, role_of
+from ._sessions import (
+    Element,
+    SessionRef,
+    SessionStats,
+    SyncClient,
+    find_sessions,
+    iter_elements,
+    layouts_from_names,
+    locate_session,
+    measure,
+)
+
+__all__ = ["locate_one", "search_cmd", "sessions_cmd", "show_cmd", "tail_cmd"]
+
+SORT_KEYS = ("activity", "size", "messages", "id")
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (ms precision), None stays None."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def ago(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return f"{human_duration(max(0.0, time.time() - timestamp))} ago"
+
+
+def stats_json(stat: SessionStats) -> dict[str, Any]:
+    """The stable JSON shape of one session in ``sessions`` and ``stats``."""
+    return {
+        "session": stat.ref.session_id,
+        "layout": stat.ref.layout_name,
+        "key": stat.ref.key,
+        "messages": stat.messages,
+        "bytes": stat.size,
+        "bytes_source": stat.size_source,
+        "ttl": stat.ttl,
+        "last_activity": iso_time(stat.last_activity),
+        "last_activity_source": stat.activity_source,
+    }
+
+
+def _sort(stats: list[SessionStats], by: str) -> list[SessionStats]:
+    if by == "activity":
+        return sorted(stats, key=lambda s: (-(s.last_activity or 0), s.ref.session_id))
+    if by == "size":
+        return sorted(stats, key=lambda s: (-(s.size or 0), s.ref.session_id))
+    if by == "messages":
+        return sorted(stats, key=lambda s: (-s.messages, s.ref.session_id))
+    return sorted(stats, key=lambda s: (s.ref.session_id, s.ref.layout_name))
+
+
+@main.command("sessions")
+@cli_command_options
+@layout_options(multiple=True)
+@click.option("--prefix", default="", help="Only ids starting with this text, taken literally.")
+@click.option(
+    "--match",
+    "glob",
+    metavar="GLOB",
+    help="Only ids matching this glob (* ? [abc] [^a]; \\ escapes).",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_KEYS),
+    default="activity",
+    show_default=True,
+    help="Newest activity, largest size or most messages first, or by id.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Sessions per page."
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many (paging).")
+def sessions_cmd(
+    cli: Cli,
+    layouts: tuple[str, ...],
+    key_prefix: str | None,
+    prefix: str,
+    glob: str | None,
+    sort: str,
+    limit: int,
+    offset: int,
+) -> None:
+    """List sessions with message count, size, TTL and last activity.
+
+    Exits 1 when no session matched.
+    """
+    chosen = layouts_from_names(layouts, key_prefix)
+    # Owner filter (--owner, the store's owner index) belongs here: it narrows `refs`
+    # to the sessions the index lists for that owner before they are measured.
+    refs = find_sessions(cli.client, chosen, prefix=prefix, glob=glob)
+    with cli.out.progress("measuring sessions", total=len(refs)) as bar:
+        stats = measure(cli.client, refs, on_batch=bar.advance)
+    ordered = _sort(stats, sort)
+    page = ordered[offset : offset + limit]
+    next_offset = offset + limit if offset + limit < len(ordered) else None
+    if cli.json_mode:
+        cli.out.json(
+            {
+                "server": cli.server,
+                "layouts": [layout.name for layout in chosen],
+                "total": len(ordered),
+                "offset": offset,
+                "limit": limit,
+                "next_offset": next_offset,
+                "sort": sort,
+                "sessions": [stats_json(stat) for stat in page],
+            }
+        )
+    else:
+        _print_sessions(cli, page, total=len(ordered), offset=offset, next_offset=next_offset)
+    if not ordered:
+        raise click.exceptions.Exit(EXIT_NOT_FOUND)
+
+
+main.add_command(sessions_cmd, "list")
+
+
+def _print_sessions(
+    cli: Cli, page: Sequence[SessionStats], *, total: int, offset: int, next_offset: int | None
+) -> None:
+    if not total:
+        cli.out.console.print("no sessions found", style="dim")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column, justify in (
+        ("session", "left"), ("layout", "left"), ("messages", "right"), ("size", "right"),
+        ("ttl", "right"), ("last activity", "right"),
+    ):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for stat in page:
+        activity = Text(ago(stat.last_activity))
+        if stat.activity_source == "access":
+            activity.append(" (read)", style="dim")
+        table.add_row(
+            Text(stat.ref.session_id),
+            stat.ref.layout_name,
+            str(stat.messages),
+            human_bytes(stat.size),
+            human_duration(stat.ttl) if stat.ttl is not None else "-",
+            activity,
+        )
+    cli.out.console.print(table)
+    shown = f"{offset + 1}-{offset + len(page)} of {total}" if page else f"none of {total}"
+    more = f"; next page: --offset {next_offset}" if next_offset is not None else ""
+    cli.out.note(f"{shown} sessions on {cli.server}{more}")
+
+
+def locate_one(
+    cli: Cli, session_id: str, layouts: Sequence[str], key_prefix: str | None
+) -> SessionRef:
+    """The one layout holding ``session_id``; a clear error when none or several do."""
+    chosen = layouts_from_names(layouts, key_prefix)
+    found, notes = locate_session(cli.client, session_id, chosen)
+    if not found:
+        if notes:
+            raise CliError("; ".join(notes), EXIT_DATA)
+        where = ", ".join(
+            f"{layout.name} ({layout.messages_key(session_id)!r})" for layout in chosen
+        )
+        raise CliError(f"no session {session_id!r}; looked in {where}", EXIT_NOT_FOUND)
+    if len(found) > 1:
+        where = ", ".join(f"{ref.layout_name} (key {ref.key!r})" for ref in found)
+        raise CliError(
+            f"session {session_id!r} exists in several layouts: {where}; choose one with --layout",
+            EXIT_USAGE,
+        )
+    ref = found[0]
+    if ref.session_id != session_id:
+        cli.out.note(f"{ref.key!r} is the {ref.layout_name} layout's session {ref.session_id!r}")
+    return ref
+
+
+def _element_text(element: Element) -> str:
+    return element.decode("utf-8", "replace") if isinstance(element, bytes) else element
+
+
+def _raw_window(client: SyncClient, ref: SessionRef, total: int, start: int) -> list[str]:
+    """Stored elements at chronological positions ``[start, total)``, as text."""
+    if start >= total:
+        return []
+    if ref.layout.newest_first:
+        elements = client.lrange(ref.key, 0, total - start - 1)[::-1]
+    else:
+        elements = client.lrange(ref.key, start, -1)
+    return [_element_text(element) for element in elements]
+
+
+@main.command("show")
+@cli_command_options
+@click.argument("session_id")
+@layout_options(multiple=False)
+@click.option("--last", type=click.IntRange(min=1), help="Only the newest N messages.")
+@click.option(
+    "--raw", is_flag=True, help="Print the stored JSON elements as they are, one per line."
+)
+def show_cmd(
+    cli: Cli,
+    session_id: str,
+    layouts: tuple[str, ...],
+    key_prefix: str | None,
+    last: int | None,
+    raw: bool,
+) -> None:
+    """Show a conversation: roles in colour, tool calls and results, media summarised."""
+    ref = locate_one(cli, session_id, layouts, key_prefix)
+    total = int(cli.client.llen(ref.key))
+    start = max(0, total - last) if last else 0
+    header = {"session": ref.session_id, "layout": ref.layout_name, "key": ref.key}
+    if raw:
+        elements = _raw_window(cli.client, ref, total, start)
+        if cli.json_mode:
+            cli.out.json({**header, "count": total, "first_position": start, "elements": elements})
+            return
+        for element in elements:  # JSON Lines, exactly as stored
+            click.echo(element)
+        return
+    store = ChatHistoryStore(cli.client, layout=ref.layout)
+    records = store.messages(ref.session_id, last=last) if last else store.messages(ref.session_id)
+    start = total - len(records) if last else 0
+    if cli.json_mode:
+        cli.out.json({**header, "count": total, "first_position": start, "messages": records})
+        return
+    title = f"{ref.session_id}  ({ref.layout_name}, {total} messages"
+    title += f", showing the last {len(records)})" if last and len(records) < total else ")"
+    cli.out.console.print(Text(title, style="bold"))
+    for position, record in enumerate(records, start):
+        cli.out.console.print(render_message(record, position))
+
+
+def _decode(element: Element) -> dict[str, Any] | None:
+    try:
+        record = json.loads(element)
+    except ValueError:
+        return None
+    return record if is_record(record) else None
+
+
+class _Follower:
+    """Reads what was appended to a session since the last look, from LLEN and the newest
+    element (so a list kept at ``max_messages``, whose length stays put, is followed too)."""
+
+    WINDOW = 1000
+
+    def __init__(self, client: SyncClient, ref: SessionRef) -> None:
+        self.client, self.ref = client, ref
+        self.length = 0
+        self.newest: Element | None = None
+
+    def _state(self) -> tuple[int, Element | None]:
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(self.ref.key)
+            pipe.lindex(self.ref.key, 0 if self.ref.layout.newest_first else -1)
+            length, newest = pipe.execute()
+        return int(length), newest
+
+    def start(self, last: int) -> list[tuple[int, Element]]:
+        """The newest ``last`` elements, and remember where the session stands."""
+        self.length, self.newest = self._state()
+        first = max(0, self.length - last)
+        return self._window(first, self.length) if last else []
+
+    def _window(self, first: int, length: int) -> list[tuple[int, Element]]:
+        if first >= length:
+            return []
+        if self.ref.layout.newest_first:
+            elements = self.client.lrange(self.ref.key, 0, length - first - 1)[::-1]
+        else:
+            elements = self.client.lrange(self.ref.key, first, length - 1)
+        return list(enumerate(elements, first))
+
+    def poll(self) -> tuple[list[tuple[int, Element]], str | None]:
+        """New elements since the last call, and a note when the list shrank or was trimmed."""
+        length, newest = self._state()
+        if length == self.length and newest == self.newest:
+            return [], None
+        note = None
+        new: list[tuple[int, Element]] = []
+        if length > self.length:
+            window = self._window(max(0, self.length - 1), length)
+            if self.length == 0 or (window and window[0][1] == self.newest):
+                new = window[1:] if self.length else window
+            else:
+                new, note = self._after_newest(length)
+        elif length == 0:
+            note = "the session was cleared"
+        else:  # same or shorter length but a new newest element: trimmed while appended
+            new, note = self._after_newest(length)
+        self.length, self.newest = length, newest
+        return new, note
+
+    def _after_newest(self, length: int) -> tuple[list[tuple[int, Element]], str | None]:
+        window = self._window(max(0, length - self.WINDOW), length)
+        for index in range(len(window) - 1, -1, -1):
+            if window[index][1] == self.newest:
+                return window[index + 1 :], None
+        return window, "the session changed beyond recognition; showing its newest messages"
+
+
+def _keyspace_db(client: SyncClient) -> int:
+    if isinstance(client, redis.cluster.RedisCluster):
+        return 0
+    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+
+def _notifications_on(client: SyncClient) -> bool | None:
+    """Whether keyspace events for lists are published (None: CONFIG is not allowed)."""
+    try:
+        reply = client.config_get("notify-keyspace-events")
+    except RedisError:
+        return None
+    value = next(iter(reply.values()), "") if isinstance(reply, dict) else ""
+    flags = value.decode() if isinstance(value, bytes) else str(value)
+    return "K" in flags and ("l" in flags or "A" in flags)
+
+
+@main.command("tail")
+@cli_command_options
+@click.argument("session_id")
+@layout_options(multiple=False)
+@click.option("--last", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Show this many earlier messages first.")  # fmt: skip
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N new messages.")
+@click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between polls when no notification arrives.")  # fmt: skip
+def tail_cmd(
+    cli: Cli,
+    session_id: str,
+    layouts: tuple[str, ...],
+    key_prefix: str | None,
+    last: int,
+    count: int | None,
+    duration: float | None,
+    interval: float,
+) -> None:
+    """Follow a conversation live as messages arrive (Ctrl-C to stop; --json: JSON Lines).
+
+    Listens to keyspace notifications when the server publishes them and polls every
+    --interval seconds in any case, so it works where CONFIG is locked away. A session that
+    does not exist yet is waited for when --layout is given.
+    """
+    client = cli.client
+    if layouts:  # wait for the session in this layout even if it does not exist yet
+        layout = layouts_from_names(layouts, key_prefix)[0]
+        found, notes = locate_session(client, session_id, [layout])
+        if notes:
+            raise CliError("; ".join(notes), EXIT_DATA)
+        ref = found[0] if found else SessionRef(session_id, layout, layout.messages_key(session_id))
+    else:
+        ref = locate_one(cli, session_id, layouts, key_prefix)
+    follower = _Follower(client, ref)
+
+    def emit(items: list[tuple[int, Element]]) -> None:
+        for position, element in items:
+            record = _decode(element)
+            if cli.json_mode:
+                cli.out.json_line(
+                    {"session": ref.session_id, "layout": ref.layout_name, "position": position,
+                     "message": record, "raw": None if record else _element_text(element)}
+                )  # fmt: skip
+            elif record is None:
+                cli.out.console.print(Text(f"[{position}] (not a message) ", style="red")
+                                      + Text(_element_text(element)))  # fmt: skip
+            else:
+                cli.out.console.print(render_message(record, position))
+
+    emit(follower.start(last))
+    live = _notifications_on(client)
+    pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
+    try:
+        pubsub.subscribe(f"__keyspace@{_keyspace_db(client)}__:{ref.key}")
+    except RedisError:  # SUBSCRIBE not allowed for this user: polling alone
+        pubsub.close()
+        pubsub, live = None, False
+    how = {True: "keyspace notifications and polling", None: "polling (and keyspace "
+           "notifications if the server publishes them)", False: "polling"}[live]  # fmt: skip
+    cli.out.note(f"following {ref.session_id!r} ({ref.layout_name}) by {how}; Ctrl-C stops")
+    deadline = None if duration is None else time.monotonic() + duration
+    shown = 0
+    try:
+        while count is None or shown < count:
+            wait = interval
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            _wait_for_event(pubsub, wait)
+            new, note = follower.poll()
+            if note:
+                cli.out.note(note)
+            if count is not None:
+                new = new[: count - shown]
+            emit(new)
+            shown += len(new)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if pubsub is not None:
+            pubsub.close()
+
+
+def _wait_for_event(pubsub: Any, seconds: float) -> None:
+    """Sleep until a keyspace event arrives or ``seconds`` pass; drain a burst of events."""
+    if pubsub is None:
+        time.sleep(seconds)
+        return
+    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
+    while message is not None:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
+
+
+@main.command("search")
+@cli_command_options
+@click.argument("text")
+@layout_options(multiple=True)
+@click.option("--session", "session_ids", multiple=True, metavar="ID",
+              help="Search only this session (repeatable).")  # fmt: skip
+@click.option("--prefix", default="", help="Only sessions whose id starts with this text.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Stop after this many matches.")  # fmt: skip
+@click.option("--raw", is_flag=True, help="Match the stored JSON instead of the message text.")
+@click.option("--case-sensitive", is_flag=True)
+def search_cmd(
+    cli: Cli,
+    text: str,
+    layouts: tuple[str, ...],
+    key_prefix: str | None,
+    session_ids: tuple[str, ...],
+    prefix: str,
+    limit: int,
+    raw: bool,
+    case_sensitive: bool,
+) -> None:
+    """Find messages containing TEXT, in some sessions or all (plain Redis, no modules).
+
+    Matches the text of messages (text parts, tool calls) case-insensitively; --raw
+    matches the stored JSON. Exits 1 when nothing matched.
+    """
+    if not text:
+        raise CliError("give a non-empty TEXT to search for", EXIT_USAGE)
+    client = cli.client
+    if session_ids:
+        refs = [locate_one(cli, session_id, layouts, key_prefix) for session_id in session_ids]
+    else:
+        refs = find_sessions(client, layouts_from_names(layouts, key_prefix), prefix=prefix)
+    needle = text if case_sensitive else text.casefold()
+    matches: list[dict[str, Any]] = []
+    scanned = 0
+    with cli.out.progress("searching sessions", total=len(refs)) as bar:
+        for ref in refs:
+            for position, element in iter_elements(client, ref):
+                scanned += 1
+                record = _decode(element)
+                haystack = _element_text(element) if raw or record is None else message_text(record)
+                if needle not in (haystack if case_sensitive else haystack.casefold()):
+                    continue
+                matches.append({"ref": ref, "position": position, "record": record,
+                                "element": element, "text": haystack})  # fmt: skip
+                if len(matches) >= limit:
+                    break
+            bar.advance()
+            if len(matches) >= limit:
+                break
+    truncated = len(matches) >= limit
+    if cli.json_mode:
+        cli.out.json(
+            {
+                "query": text,
+                "sessions_searched": len(refs),
+                "messages_searched": scanned,
+                "truncated": truncated,
+                "matches": [
+                    {
+                        "session": match["ref"].session_id,
+                        "layout": match["ref"].layout_name,
+                        "position": match["position"],
+                        "role": role_of(match["record"]) if match["record"] else None,
+                        "snippet": _snippet(match["text"], text, case_sensitive),
+                        "message": match["record"],
+                    }
+                    for match in matches
+                ],
+            }
+        )
+    else:
+        for match in matches:
+            line = Text(f"{match['ref'].session_id}", style="bold")
+            line.append(f" [{match['position']}] ", style="dim")
+            role = role_of(match["record"]) if match["record"] else "?"
+            line.append(f"{role}: ", style="cyan")
+            snippet = Text(_snippet(match["text"], text, case_sensitive))
+            snippet.highlight_words([text], style="bold reverse", case_sensitive=case_sensitive)
+            cli.out.console.print(line + snippet)
+        more = f" (stopped at --limit {limit})" if truncated else ""
+        cli.out.note(f"{len(matches)} matches in {scanned} messages of {len(refs)} sessions{more}")
+    if not matches:
+        raise click.exceptions.Exit(EXIT_NOT_FOUND)
+
+
+def _snippet(haystack: str, needle: str, case_sensitive: bool, width: int = 60) -> str:
+    """The match with up to ``width`` characters of context each side, on one line."""
+    flat = " ".join(haystack.split())
+    where = (flat if case_sensitive else flat.casefold()).find(
+        needle if case_sensitive else needle.casefold()
+    )
+    if where < 0:  # the match spanned a line break
+        return flat[: 2 * width] + ("…" if len(flat) > 2 * width else "")
+    start, stop = max(0, where - width), min(len(flat), where + len(needle) + width)
+    return ("…" if start else "") + flat[start:stop] + ("…" if stop < len(flat) else "")
