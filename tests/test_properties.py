@@ -15,7 +15,12 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_to_dict
 
-from redis_chat_history import ChatHistoryStore, InvalidSessionIdError, RedisChatMessageHistory
+from redis_chat_history import (
+    MAX_SESSION_ID_LENGTH,
+    ChatHistoryStore,
+    InvalidSessionIdError,
+    RedisChatMessageHistory,
+)
 
 LAYOUTS = ("native", "community", "memorystore")
 FORBIDDEN = ("Cc", "Cs", "Zl", "Zp")
@@ -66,8 +71,8 @@ def stores(client: redis.Redis) -> dict[str, ChatHistoryStore]:
 @example(session_id="{")
 @example(session_id="\\")
 @example(session_id="?")
-@example(session_id="x" * 1024)
-@example(session_id="}" * 1024)
+@example(session_id="x" * MAX_SESSION_ID_LENGTH)
+@example(session_id="}" * MAX_SESSION_ID_LENGTH)
 @example(session_id="\U0001f600 \u00e9\u4e2d")
 def test_any_valid_session_id_round_trips(
     stores: dict[str, ChatHistoryStore], client: redis.Redis, session_id: str
@@ -132,9 +137,10 @@ def test_sessions_never_interfere(
 
 invalid_ids = st.one_of(
     st.just(""),
-    st.tuples(st.text(id_chars, min_size=1, max_size=4), st.integers(1025, 3000)).map(
-        lambda pair: (pair[0] * 3000)[: pair[1]]
-    ),
+    st.tuples(
+        st.text(id_chars, min_size=1, max_size=4),
+        st.integers(MAX_SESSION_ID_LENGTH + 1, MAX_SESSION_ID_LENGTH + 3000),
+    ).map(lambda pair: (pair[0] * (MAX_SESSION_ID_LENGTH + 3000))[: pair[1]]),
     st.tuples(
         st.text(id_chars, max_size=20),
         st.characters(categories=FORBIDDEN),
@@ -161,7 +167,7 @@ def snapshot(client: redis.Redis) -> dict[bytes, bytes | None]:
 @SETTINGS
 @given(session_id=invalid_ids)
 @example(session_id="")
-@example(session_id="x" * 1025)
+@example(session_id="x" * (MAX_SESSION_ID_LENGTH + 1))
 @example(session_id="a\nb")
 @example(session_id="\x00")
 @example(session_id="a\u2028b")

@@ -31,7 +31,7 @@ import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
     AuthenticationError,
-    ClusterDownError,
+    ClusterError,
     ConnectionError,
     ResponseError,
     TimeoutError,
@@ -68,7 +68,9 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 # Errors after which a whole plan is sent again until the store's retry deadline.
-TRANSIENT_ERRORS = (ConnectionError, TimeoutError, ClusterDownError, TryAgainError)
+# ClusterError covers CLUSTERDOWN and "TTL exhausted" (redirections that outlasted the
+# client's own retries, e.g. TRYAGAIN while a slot migrates).
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError, ClusterError, TryAgainError)
 
 
 def is_transient(error: BaseException) -> bool:

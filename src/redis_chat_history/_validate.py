@@ -16,8 +16,9 @@ __all__ = [
     "check_ttl",
 ]
 
-#: The longest session id accepted, in characters.
-MAX_SESSION_ID_LENGTH = 1024
+#: The longest session id accepted, in characters: room for ids that embed a document
+#: hash or a JWT subject (10 KB ids are tested on a cluster), while keeping keys small.
+MAX_SESSION_ID_LENGTH = 16 * 1024
 
 # Control characters, lone surrogates and line/paragraph separators: they break logs,
 # terminals and key listings, and lone surrogates cannot even be encoded as UTF-8.
