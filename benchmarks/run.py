@@ -1,7 +1,8 @@
 """Run the benchmark: ``python -m benchmarks.run [--quick] [--reps N] [--only 1,4]``.
 
 Starts one non-persistent redis-server on a free loopback port, runs every workload
-(see :mod:`benchmarks.workloads`), prints a Markdown report and writes it, with the raw
+(see :mod:`benchmarks.workloads`), then the export/import/migrate section on a server of its
+own (:mod:`benchmarks.transfer`), prints a Markdown report and writes it, with the raw
 samples, to ``benchmarks/results/latest.md`` and ``latest.json``.
 """
 
@@ -21,6 +22,8 @@ from redis_chat_history.embedded import EmbeddedRedis
 from .data import conversation, mean_element_bytes
 from .harness import measure
 from .report import environment, markdown, summarise
+from .transfer import markdown as transfer_markdown
+from .transfer import measure as measure_transfer
 from .workloads import WORKLOADS, Context, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,7 +40,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", default="", help="comma-separated workload numbers")
     parser.add_argument("--no-save", action="store_true", help="print only, write no files")
+    parser.add_argument(
+        "--transfer-messages",
+        type=int,
+        default=None,
+        help="messages for the export/import/migrate section (default 100000, 20000 with "
+        "--quick, 0 with --only; 0 skips it; the README quotes 1000000)",
+    )
     args = parser.parse_args(argv)
+    if args.transfer_messages is None:
+        args.transfer_messages = 0 if args.only else 20_000 if args.quick else 100_000
+    if 0 < args.transfer_messages < 1000:
+        parser.error("--transfer-messages must be 0 or at least 1000")
     if args.reps is None:
         args.reps = 7 if args.quick else 20
     if args.min_sample_ms is None:
@@ -88,13 +102,24 @@ def main(argv: list[str] | None = None) -> int:
             results.append(summarise(workload, measurement))
         floor.close()
         admin.close()
+    transfer = None
+    if args.transfer_messages:
+        _log(f"[{time.perf_counter() - started:5.0f} s] export / import / migrate")
+        transfer = measure_transfer(args.transfer_messages, _log)
     settings["wall_seconds"] = round(time.perf_counter() - started, 1)
     report = markdown(results, env, settings)
+    if transfer is not None:
+        report += "\n" + transfer_markdown(transfer)
     print(report)
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "latest.md").write_text(report)
-        payload = {"settings": settings, "environment": env, "workloads": results}
+        payload = {
+            "settings": settings,
+            "environment": env,
+            "workloads": results,
+            "transfer": transfer,
+        }
         (RESULTS / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"wrote {RESULTS / 'latest.md'} and {RESULTS / 'latest.json'}")
     _log(f"done in {settings['wall_seconds']} s")
