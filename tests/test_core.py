@@ -133,12 +133,17 @@ def test_indices_of_clamped_negative_ranges() -> None:
 
 
 def test_append_plan_is_one_script_call() -> None:
-    """An append is one EVALSHA with the list and token keys and a fresh token per plan."""
+    """An append is one EVALSHA with the list, token and metadata keys and a fresh token per
+    plan."""
     config = _core.StoreConfig.build("community", ttl=60, max_messages=10)
     plan = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert plan is not None and len(plan.calls) == 1
     (call,) = plan.calls
-    assert call.keys == ("message_store:s", "{message_store:s}\x1frch:tokens")
+    assert call.keys == (
+        "message_store:s",
+        "{message_store:s}\x1frch:tokens",
+        "{message_store:s}\x1frch:meta",
+    )
     assert call.args[1:4] == ("LPUSH", 60, 10)
     assert call.args[5] in (0, 1) and call.args[6:] == (b'{"type": "human", "data": {}}',)
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
@@ -154,6 +159,12 @@ def test_wrongtype_errors_name_the_key() -> None:
     plain = _core.translate_error("WRONGTYPE Operation against a key", keys)
     assert plain is not None and plain.key == "list-key"
     assert _core.translate_error("ERR something else", keys) is None
+    piped = "Command # 1 (EVALSHA x 2 WRONGTYPE rch 1 list) of pipeline caused error: "
+    error = _core.translate_error(piped + "WRONGTYPE rch 2 hash", keys)
+    assert error is not None and error.key == "token-key" and error.actual == "hash"
+    assert _core.translate_error(piped + "ERR other", keys) is None
+    error = _core.translate_error(piped + "('WRONGTYPE rch 1 string',)", keys)  # redis.asyncio
+    assert error is not None and error.key == "list-key" and error.actual == "string"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ EXPECTED_ALL = {
     "MemorystoreChatMessageHistory", "MemorystoreLayout", "MessageTooLargeError", "NativeLayout",
     "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients",
     "close_shared_clients", "redact_url",
+    "MAX_TITLE_LENGTH", "OwnerConflictError", "ReindexReport", "SessionInfo", "SessionPage",
 }  # fmt: skip
 
 

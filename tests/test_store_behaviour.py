@@ -210,6 +210,10 @@ async def test_wrong_type_key_is_reported_and_untouched(
     with pytest.raises(WrongTypeError) as caught:
         await store.append("s", [record("a")])
     assert caught.value.key == key
+    # With a durability level the script is pipelined with WAIT (errors get a prefix).
+    with pytest.raises(WrongTypeError) as caught:
+        await store.append("s", [record("a")], durability="replicas=1,timeout_ms=10")
+    assert caught.value.key == key
     with pytest.raises(WrongTypeError):
         await store.messages("s")
     with pytest.raises(WrongTypeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._clients import aclose_shared_clients, close_shared_clients, redact_url
+from ._sessions_core import MAX_TITLE_LENGTH, ReindexReport, SessionInfo, SessionPage
 from ._validate import MAX_SESSION_ID_LENGTH
 from ._version import __version__
 from .async_store import AsyncChatHistoryStore
@@ -24,6 +25,7 @@ from .errors import (
     InvalidSessionIdError,
     MessageTooLargeError,
     NotDurableError,
+    OwnerConflictError,
     WrongTypeError,
 )
 from .layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MAX_SESSION_ID_LENGTH",
+    "MAX_TITLE_LENGTH",
     "AsyncChatHistoryStore",
     "ChatHistoryError",
     "ChatHistoryStore",
@@ -51,7 +54,11 @@ __all__ = [
     "MessageTooLargeError",
     "NativeLayout",
     "NotDurableError",
+    "OwnerConflictError",
     "RedisChatMessageHistory",
+    "ReindexReport",
+    "SessionInfo",
+    "SessionPage",
     "WrongTypeError",
     "__version__",
     "aclose_shared_clients",

@@ -25,11 +25,12 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from . import codec
 from ._validate import check_max_messages, check_positive_int, check_session_id, check_ttl
 from .durability import Durability, resolve_durability
-from .errors import InvalidOptionError, WrongTypeError
+from .errors import InvalidOptionError, NotDurableError, WrongTypeError
 from .layouts import Layout, resolve_layout
 
 __all__ = [
     "APPEND_SCRIPT",
+    "AppendOutcome",
     "Call",
     "Plan",
     "RetryTimer",
@@ -38,7 +39,6 @@ __all__ = [
     "plan_append",
     "plan_clear",
     "plan_count",
-    "plan_delete",
     "plan_read",
     "durability_problem",
     "server_version",
@@ -52,6 +52,8 @@ TOKEN_WINDOW_MS = 10 * 60 * 1000
 MAX_TOKENS = 1000
 #: One append in this many also prunes the token set.
 PRUNE_EVERY = 16
+#: Cluster redirections (MOVED/ASK) followed for one round trip before giving up.
+MAX_REDIRECTS = 5
 # Lua's unpack() is limited by the C stack (~8000 values); push in chunks well below it.
 PUSH_CHUNK = 1000
 
@@ -67,15 +69,42 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
 
-# KEYS: the message list, the token set (same hash slot).
+# KEYS: the message list, the token set, the session's metadata hash (same hash slot).
 # ARGV: token, push command, ttl (0 = keep), max messages (0 = all), now in ms,
 #       prune (1 = drop tokens older than the window), the elements...
 # The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
 # back if the push fails, so a failed append leaves nothing behind. Errors other than
 # WRONGTYPE (READONLY, NOREPLICAS, OOM, ...) are passed on unchanged. Pruning runs on a
 # random share of appends: it is rarely needed and each extra call costs ~2 us in Redis.
+# Reply: {1 (applied) or 0 (a retry of an applied batch), message count}, followed by
+# the owner and last activity (ms) when the session has metadata with an owner.
+# Sessions without metadata pay one EXISTS. With metadata, an append is activity: it sets
+# last_activity (server clock, never going back) and the list's ttl on the hash; a
+# metadata key of another type is left alone, since the append itself has succeeded.
 APPEND_SCRIPT = Script(
     f"""
+local function with_owner(reply, ttl, touch)
+  local meta = redis.pcall('HMGET', KEYS[3], 'owner', 'last_activity')
+  if meta['err'] then
+    return reply
+  end
+  local last = tonumber(meta[2]) or 0
+  if touch then
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    if now > last then
+      last = now
+      redis.call('HSET', KEYS[3], 'last_activity', now)
+    end
+    if ttl > 0 then
+      redis.call('EXPIRE', KEYS[3], ttl)
+    end
+  end
+  if meta[1] then
+    reply[3], reply[4] = meta[1], last
+  end
+  return reply
+end
 local added = redis.pcall('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[1])
 if type(added) == 'table' then
   if not string.find(added['err'], 'WRONGTYPE', 1, true) then
@@ -84,7 +113,11 @@ if type(added) == 'table' then
   return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[2])['ok'])
 end
 if added == 0 then
-  return {{0, redis.call('LLEN', KEYS[1])}}
+  local reply = {{0, redis.call('LLEN', KEYS[1])}}
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return with_owner(reply, 0, false)
+  end
+  return reply
 end
 local push, last = ARGV[2], #ARGV
 local length = redis.pcall(push, KEYS[1], unpack(ARGV, 7, math.min(last, {6 + PUSH_CHUNK})))
@@ -115,6 +148,9 @@ if ARGV[6] == '1' then
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -{MAX_TOKENS + 1})
 end
 redis.call('PEXPIRE', KEYS[2], math.max({TOKEN_WINDOW_MS}, ttl * 1000))
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return with_owner({{1, length}}, ttl, true)
+end
 return {{1, length}}
 """
 )
@@ -126,6 +162,31 @@ local had_messages = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2])
 return had_messages
 """)
+
+
+class AppendOutcome(NamedTuple):
+    """An append that leaves the store more to do: ``touched`` is (owner, last activity
+    ms) when the session has an owner, whose index the store then refreshes (see
+    ``_sessions_core``); ``not_durable`` is raised after that."""
+
+    message_count: int
+    touched: tuple[str, int] | None = None
+    not_durable: NotDurableError | None = None
+
+
+def _append_result(
+    reply: Sequence[Any], not_durable: NotDurableError | None = None
+) -> int | AppendOutcome:
+    """The message count, or an AppendOutcome if the store has more to do (the common
+    case, a session without owner, stays a plain int: appends are the hot path)."""
+    if len(reply) < 4:
+        return (
+            int(reply[1])
+            if not_durable is None
+            else AppendOutcome(int(reply[1]), None, not_durable)
+        )
+    owner = reply[2].decode("utf-8", "replace") if isinstance(reply[2], bytes) else reply[2]
+    return AppendOutcome(int(reply[1]), (owner, int(reply[3])), not_durable)
 
 
 class Call(NamedTuple):
@@ -144,6 +205,9 @@ class Plan(Generic[T]):
     parse: Callable[[list[Any]], T]
     #: Keys named in WrongTypeError when Redis answers WRONGTYPE (first = the list).
     keys: tuple[str, ...] = ()
+    #: The calls must run in order on one connection to the primary holding ``keys[0]``
+    #: (WAIT and WAITAOF only count writes made on their own connection).
+    same_connection: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,19 +284,24 @@ def plan_append(
     *,
     durability: Durability | None = None,
     token: str | None = None,
-) -> Plan[int] | None:
-    """Append ``records`` (chronological) atomically; the reply is the new message count.
+) -> Plan[int | AppendOutcome] | None:
+    """Append ``records`` (chronological) atomically; the reply is the new message count,
+    or an AppendOutcome when the session has an owner whose index needs refreshing.
 
     With a durability level, WAIT/WAITAOF follows on the same connection in the same round
-    trip, and NotDurableError is raised if the level is not reached. Returns None for an
-    empty batch, which needs no round trip.
+    trip; if the level is not reached the AppendOutcome carries NotDurableError for the
+    store to raise. Returns None for an empty batch, which needs no round trip.
     """
     check_session_id(session_id)
     elements = codec.encode_records(records, config.max_message_bytes)
     if not elements:
         return None
     layout = config.layout
-    keys = (layout.messages_key(session_id), layout.token_key(session_id))
+    keys = (
+        layout.messages_key(session_id),
+        layout.token_key(session_id),
+        layout.meta_key(session_id),
+    )
     entropy = os.urandom(12)
     args = (
         token or entropy.hex(),
@@ -246,13 +315,16 @@ def plan_append(
     call = Call(args=args, script=APPEND_SCRIPT, keys=keys)
     level = durability or config.durability
     if not level.waits:
-        return Plan((call,), lambda replies: int(replies[0][1]), keys)
+        return Plan((call,), lambda replies: _append_result(replies[0]), keys)
 
-    def parse(replies: list[Any]) -> int:
-        level.check(replies[1])
-        return int(replies[0][1])
+    def parse(replies: list[Any]) -> int | AppendOutcome:
+        try:
+            level.check(replies[1])
+        except NotDurableError as not_durable:
+            return _append_result(replies[0], not_durable)
+        return _append_result(replies[0])
 
-    return Plan((call, Call(level.command())), parse, keys)
+    return Plan((call, Call(level.command())), parse, keys, same_connection=True)
 
 
 Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
@@ -335,34 +407,16 @@ def plan_clear(config: StoreConfig, session_id: str) -> Plan[bool]:
     return Plan((call,), lambda replies: int(replies[0]) > 0, keys)
 
 
-def plan_delete(config: StoreConfig, session_ids: Sequence[str]) -> Plan[int]:
-    """Delete several sessions (one DEL each, pipelined); the reply counts the lists removed."""
-    layout = config.layout
-    calls = []
-    for session_id in session_ids:
-        check_session_id(session_id)
-        calls.append(Call(("DEL", layout.messages_key(session_id))))
-        calls.append(Call(("DEL", layout.token_key(session_id))))
-    return Plan(tuple(calls), lambda replies: sum(int(r) for r in replies[::2]))
-
-
 def server_version(info: Mapping[str, Any]) -> tuple[int, ...]:
     """The version an ``INFO server`` reply reports (Valkey reports a Redis-compatible one)."""
     text = str(info.get("redis_version", "0"))
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
 
 
-def durability_problem(
-    level: Durability, *, cluster: bool, version: tuple[int, ...] | None
-) -> str | None:
+def durability_problem(level: Durability, *, version: tuple[int, ...] | None) -> str | None:
     """Why ``level`` cannot be confirmed here, or None. ``version`` is only needed for fsync."""
     if not level.waits:
         return None
-    if cluster:
-        return (
-            f"durability {level} needs WAIT on the connection that wrote, which a Redis "
-            "Cluster client does not offer yet; use durability='none' on clusters"
-        )
     if level.fsync and version is not None and version < (7, 2):
         shown = ".".join(map(str, version))
         return f"fsync durability needs WAITAOF (Redis/Valkey 7.2+); this server is {shown}"
@@ -371,6 +425,12 @@ def durability_problem(
 
 def translate_error(message: str, keys: Sequence[str]) -> WrongTypeError | None:
     """Turn a Redis WRONGTYPE error into WrongTypeError naming the key; None for others."""
+    # redis-py prefixes errors inside a pipeline with the failing command (which may hold
+    # user text); Redis's own message is what follows the last marker (redis.asyncio shows
+    # it as the exception's args tuple).
+    message = message.rpartition(" of pipeline caused error: ")[2]
+    if message.startswith(("('", '("')) and message.endswith(",)"):
+        message = message[2:-3]
     if not message.startswith("WRONGTYPE"):
         return None
     words = message.split()

@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.asyncio.cluster import PipelineCommand
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 from . import _core
+from . import _sessions_core as _sessions
 from ._clients import async_client_for_url, cached_async_client, is_transient, redact_url
+from ._sessions_core import ReindexReport, SessionInfo, SessionPage
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
-from .errors import InvalidOptionError
+from .errors import ChatHistoryError, InvalidOptionError
 from .layouts import Layout
 
 __all__ = ["AsyncChatHistoryStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("redis_chat_history")
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
@@ -56,6 +72,7 @@ class AsyncChatHistoryStore:
         self._url = url
         self._client = client
         self._version: tuple[int, ...] | None = None
+        self._stale_slots = False
 
     @classmethod
     def _from_config(
@@ -64,7 +81,7 @@ class AsyncChatHistoryStore:
         """A store over an already validated config (used by the LangChain classes)."""
         store = cls.__new__(cls)
         store.config, store._url, store._client = config, url, client
-        store._version = None
+        store._version, store._stale_slots = None, False
         return store
 
     def __repr__(self) -> str:
@@ -113,7 +130,10 @@ class AsyncChatHistoryStore:
         level = self.config.durability if durability is None else resolve_durability(durability)
         await self._check_durability(level)
         plan = _core.plan_append(self.config, session_id, records, durability=level)
-        return await self.count(session_id) if plan is None else await self._run(plan)
+        if plan is None:
+            return await self.count(session_id)
+        result = await self._run(plan)
+        return result if isinstance(result, int) else await self._after_append(session_id, result)
 
     async def messages(
         self,
@@ -148,8 +168,9 @@ class AsyncChatHistoryStore:
         return await self._run(_core.plan_clear(self.config, session_id))
 
     async def delete(self, *session_ids: str) -> int:
-        """Delete whole sessions; return how many existed."""
-        return await self._run(_core.plan_delete(self.config, session_ids))
+        """Delete whole sessions (messages, metadata, owner index entries); return how
+        many existed."""
+        return await self._drive(_sessions.delete_flow(self.config, session_ids))
 
     async def session_ids(self, prefix: str = "", *, batch: int = 500) -> AsyncIterator[str]:
         """Iterate the ids of stored sessions (SCAN, so never blocking the server) whose id
@@ -162,6 +183,107 @@ class AsyncChatHistoryStore:
             if session_id is not None and session_id.startswith(prefix) and session_id not in seen:
                 seen.add(session_id)
                 yield session_id
+
+    # Sessions that know who they belong to (metadata and per-owner indexes). The index
+    # of an owner is another key than the session's own ones (another slot on a cluster),
+    # so it is written after the session, and checked and repaired when read.
+
+    async def create_session(
+        self, session_id: str, *, owner: str | None = None, title: str | None = None
+    ) -> SessionInfo:
+        """Give a session metadata (owner, title, created and last-activity times) and
+        list it under its owner. Idempotent: what is already set is kept (use
+        rename_session to change the title); naming another owner than the session's
+        raises OwnerConflictError. Messages already stored stay."""
+        return await self._drive(_sessions.create_flow(self.config, session_id, owner, title))
+
+    async def session_info(self, session_id: str) -> SessionInfo | None:
+        """The session's owner, title, times and message count; None if it does not exist."""
+        return await self._run(_sessions.plan_session_info(self.config, session_id))
+
+    async def rename_session(self, session_id: str, title: str) -> bool:
+        """Set the session's title; False if there is no such session."""
+        return await self._run(_sessions.plan_rename(self.config, session_id, title))
+
+    async def owner_sessions(
+        self, owner: str, *, limit: int = 20, cursor: str | None = None
+    ) -> SessionPage:
+        """One page of the owner's sessions, most recently active first, in O(limit)
+        without SCAN. Pass the page's ``next_cursor`` as ``cursor`` for the next one."""
+        return await self._drive(_sessions.owner_sessions_flow(self.config, owner, limit, cursor))
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete one session (messages, metadata, owner index entry); True if it existed."""
+        return await self.delete(session_id) == 1
+
+    async def reindex(self, owner: str | None = None, *, batch: int = 500) -> ReindexReport:
+        """Rebuild owner indexes from the sessions' metadata and drop stale entries (all
+        owners, or only ``owner``). The repair path: it SCANs every metadata key."""
+        if owner is not None:
+            _sessions.check_owner(owner)
+        layout, client = self.config.layout, await self._connection()
+        seen: set[str] = set()
+        keys: list[str] = []
+        indexed = 0
+        pattern = layout.meta_scan_pattern()
+        async for key in client.scan_iter(match=pattern, count=batch, _type="hash"):
+            if _text(key) not in seen:
+                seen.add(_text(key))
+                keys.append(_text(key))
+            if len(keys) >= batch:
+                indexed += await self._drive(_sessions.reindex_flow(self.config, keys, owner))
+                keys = []
+        indexed += await self._drive(_sessions.reindex_flow(self.config, keys, owner))
+        owners = {owner} if owner is not None else set()
+        if owner is None:
+            pattern = layout.owner_index_scan_pattern()
+            async for key in client.scan_iter(match=pattern, count=batch, _type="zset"):
+                found = layout.owner_of_index_key(_text(key))
+                if found is not None:
+                    owners.add(found)
+        removed = 0
+        for each in sorted(owners):
+            removed += await self._drive(_sessions.prune_index_flow(self.config, each))
+        return ReindexReport(indexed=indexed, removed=removed)
+
+    async def _after_append(self, session_id: str, outcome: _core.AppendOutcome) -> int:
+        """Refresh the owner's index after an append to an owned session (best effort: the
+        messages are stored), then report a durability level that was not reached."""
+        if outcome.touched is not None:
+            owner, last_activity = outcome.touched
+            refresh = _sessions.plan_touch_index(self.config, owner, session_id, last_activity)
+            await self._best_effort(_sessions.BestEffort(refresh, "refresh the owner index"))
+        if outcome.not_durable is not None:
+            raise outcome.not_durable
+        return outcome.message_count
+
+    async def _drive(self, flow: _sessions.Flow[T]) -> T:
+        """Run a multi-round-trip operation: send each plan the flow yields and give it
+        the result, until it returns."""
+        reply: Any = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(step, _sessions.BestEffort):
+                reply = await self._best_effort(step)
+            else:
+                reply = await self._run(step)
+
+    async def _best_effort(self, step: _sessions.BestEffort) -> Any:
+        """Run a plan whose failure must not fail the operation; log it and return None."""
+        try:
+            return await self._run(step.plan)
+        except (RedisError, ChatHistoryError) as error:
+            logger.warning(
+                "could not %s (%s: %s); the next write or reindex() repairs it",
+                step.purpose,
+                type(error).__name__,
+                error,
+            )
+            return None
 
     async def _run(self, plan: _core.Plan[T]) -> T:
         timer: _core.RetryTimer | None = None
@@ -180,7 +302,9 @@ class AsyncChatHistoryStore:
     async def _run_once(self, plan: _core.Plan[T]) -> T:
         client = await self._connection()
         try:
-            if len(plan.calls) == 1:
+            if plan.same_connection and isinstance(client, redis.asyncio.cluster.RedisCluster):
+                replies = await self._send_to_slot_owner(client, plan)
+            elif len(plan.calls) == 1:
                 replies = [await self._send(client, plan.calls[0])]
             elif not plan.calls:
                 replies = []
@@ -198,11 +322,65 @@ class AsyncChatHistoryStore:
             return
         client = await self._connection()
         if level.fsync and self._version is None:
-            self._version = _core.server_version(await client.info("server"))
-        cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        problem = _core.durability_problem(level, cluster=cluster, version=self._version)
+            if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                info = await client.info("server", target_nodes=client.get_default_node())
+            else:
+                info = await client.info("server")
+            self._version = _core.server_version(info)
+        problem = _core.durability_problem(level, version=self._version)
         if problem:
             raise DurabilityUnsupportedError(problem)
+
+    async def _send_to_slot_owner(
+        self, client: redis.asyncio.cluster.RedisCluster, plan: _core.Plan[Any]
+    ) -> list[Any]:
+        """Send the plan's calls on one connection to the primary that owns ``keys[0]``
+        (see ChatHistoryStore._send_to_slot_owner)."""
+        await client.initialize()  # a no-op once the client has its slot map
+        if self._stale_slots:
+            try:
+                await client.nodes_manager.initialize()
+            except RedisClusterException as error:  # not a RedisError: make it retryable
+                raise ConnectionError(f"cannot refresh the cluster's slot map: {error}") from error
+            self._stale_slots = False
+        node = client.get_node_from_key(plan.keys[0])
+        calls = plan.calls
+        for _redirect in range(_core.MAX_REDIRECTS):
+            if node is None:
+                self._stale_slots = True
+                raise ClusterDownError(f"no primary is known for {plan.keys[0]!r}")
+            try:
+                replies = await self._send_on_node(node, calls)
+                return replies[len(replies) - len(plan.calls) :]
+            except MovedError:
+                await client.nodes_manager.initialize()
+                node, calls = client.get_node_from_key(plan.keys[0]), plan.calls
+            except AskError as redirect:
+                node = client.get_node(host=redirect.host, port=redirect.port) or node
+                calls = (_core.Call(("ASKING",)), *plan.calls)
+            except (ConnectionError, TimeoutError):
+                self._stale_slots = True
+                raise
+        raise ClusterError(f"more than {_core.MAX_REDIRECTS} redirections for {plan.keys[0]!r}")
+
+    @staticmethod
+    async def _send_on_node(
+        node: redis.asyncio.cluster.ClusterNode, calls: Sequence[_core.Call]
+    ) -> list[Any]:
+        """Send calls in order on one of a cluster node's connections, in one round trip."""
+        for attempt in range(2):
+            commands = [
+                PipelineCommand(position, *_command(call)) for position, call in enumerate(calls)
+            ]
+            await node.execute_pipeline(commands)
+            errors = [c.result for c in commands if isinstance(c.result, Exception)]
+            if not errors:
+                return [command.result for command in commands]
+            if attempt or not all(isinstance(e, NoScriptError) for e in errors):
+                raise next(e for e in errors if not isinstance(e, NoScriptError))
+            for script in {call.script for call in calls if call.script is not None}:
+                await node.execute_command("SCRIPT", "LOAD", script.text)
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _send_pipeline(client: AsyncClient, calls: Sequence[_core.Call]) -> list[Any]:
@@ -213,7 +391,9 @@ class AsyncChatHistoryStore:
                     if call.script is None:
                         pipe.execute_command(*call.args)
                     else:
-                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                        pipe.execute_command(
+                            "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                        )
                 try:
                     return await pipe.execute()
                 except NoScriptError:
@@ -232,3 +412,10 @@ class AsyncChatHistoryStore:
             return await client.evalsha(call.script.sha, len(keys), *keys, *call.args)
         except NoScriptError:
             return await client.eval(call.script.text, len(keys), *keys, *call.args)
+
+
+def _command(call: _core.Call) -> tuple[Any, ...]:
+    """The wire arguments of a call."""
+    if call.script is None:
+        return call.args
+    return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)

@@ -9,6 +9,7 @@ Everything derives from :class:`ChatHistoryError`, so one ``except`` catches all
     │   └── MessageTooLargeError   the encoded message is over the size limit
     ├── CorruptMessageError        (also ValueError) a stored value is not a message
     ├── WrongTypeError             (also TypeError)  a key holds another Redis type
+    ├── OwnerConflictError         (also ValueError) the session belongs to another owner
     ├── NotDurableError            written, but the durability level was not reached
     └── DurabilityUnsupportedError the level cannot be confirmed here; nothing written
 
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidSessionIdError",
     "MessageTooLargeError",
     "NotDurableError",
+    "OwnerConflictError",
     "WrongTypeError",
 ]
 
@@ -89,6 +91,14 @@ class WrongTypeError(ChatHistoryError, TypeError):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class OwnerConflictError(ChatHistoryError, ValueError):
+    """``create_session`` named an owner, but the session already belongs to another one.
+
+    Nothing was changed. The other owner is not named, so the message is safe to show to
+    the user who asked.
+    """
 
 
 class NotDurableError(ChatHistoryError):

@@ -17,6 +17,19 @@ In the native layout ``%``, ``{`` and ``}`` in the id are percent-encoded, so th
 always form a non-empty hash tag: both keys of a session share one slot whatever the id.
 In the legacy layouts the token key contains U+001F, which no valid id may contain, so it
 never collides with a session's list key.
+
+Sessions with metadata (see :mod:`redis_chat_history._sessions_core`) also have a hash in
+the list's slot, and each owner has a sorted set indexing their sessions:
+
+============== ====================================== =======================================
+layout         metadata hash                          owner index (sorted set)
+============== ====================================== =======================================
+community      ``{message_store:<id>}\x1frch:meta``   ``message_store:\x1frch:owner:{<owner>}``
+memorystore    ``{<id>}\x1frch:meta``                 ``\x1frch:owner:{<owner>}``
+native         ``chat:{<id>}:meta``                   ``chat:owner:{<owner>}:sessions``
+============== ====================================== =======================================
+
+Owners are percent-encoded like native ids, so each owner's index has its own hash tag.
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ _SLOTS = 16384
 # The unit separator (U+001F) is a control character, which no valid session id contains,
 # so a token key can never also be some session's list key.
 _TOKEN_SUFFIX = "\x1frch:tokens"
+_META_SUFFIX = "\x1frch:meta"
+_OWNER_INFIX = "\x1frch:owner:"
 
 
 def hash_slot(key: str) -> int:
@@ -119,6 +134,31 @@ class Layout:
         """The session id a message key belongs to, or None if it is not one of ours."""
         raise NotImplementedError
 
+    def meta_key(self, session_id: str) -> str:
+        """The HASH of the session's metadata (owner, title, times), in the list's slot."""
+        return same_slot_key(self.messages_key(session_id), _META_SUFFIX)
+
+    def meta_scan_pattern(self) -> str:
+        """A SCAN MATCH pattern covering every metadata key of this layout (and possibly
+        others': check a found key against :meth:`meta_key`)."""
+        return "*" + _META_SUFFIX + "*"
+
+    def _owner_namespace(self) -> str:
+        """What owner index keys start with (before the U+001F that keeps them apart)."""
+        return ""
+
+    def owner_index_key(self, owner: str) -> str:
+        """The sorted set of an owner's session ids, scored by last activity (ms)."""
+        return f"{self._owner_namespace()}{_OWNER_INFIX}{{{_encode_id(owner)}}}"
+
+    def owner_index_scan_pattern(self) -> str:
+        """A SCAN MATCH pattern for every owner index key of this layout."""
+        return glob_escape(self._owner_namespace() + _OWNER_INFIX + "{") + "*}"
+
+    def owner_of_index_key(self, key: str) -> str | None:
+        """The owner an index key belongs to, or None if it is not an owner index."""
+        return _decoded_between(key, self._owner_namespace() + _OWNER_INFIX + "{", "}")
+
 
 @dataclass(frozen=True)
 class CommunityLayout(Layout):
@@ -136,6 +176,9 @@ class CommunityLayout(Layout):
 
     def messages_key(self, session_id: str) -> str:
         return self.key_prefix + session_id
+
+    def _owner_namespace(self) -> str:
+        return self.key_prefix
 
     def scan_pattern(self, id_prefix: str = "") -> str:
         return glob_escape(self.key_prefix + id_prefix) + "*"
@@ -178,6 +221,16 @@ def _decode_id(encoded: str) -> str:
     return _ESCAPE_RE.sub(lambda match: _ESCAPES[match.group()], encoded)
 
 
+def _decoded_between(key: str, head: str, tail: str) -> str | None:
+    """The valid id percent-encoded between ``head`` and ``tail`` in ``key``, or None."""
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) < len(head) + len(tail):
+        return None
+    encoded = key[len(head) : len(key) - len(tail)]
+    if not encoded or "{" in encoded or "}" in encoded:
+        return None
+    return _valid_or_none(_decode_id(encoded))
+
+
 @dataclass(frozen=True)
 class NativeLayout(Layout):
     """Ours: ``<prefix>:{<id>}:messages`` oldest first, with ``%{}`` percent-encoded in the id.
@@ -207,6 +260,21 @@ class NativeLayout(Layout):
 
     def token_key(self, session_id: str) -> str:
         return self._key(session_id, "tokens")
+
+    def meta_key(self, session_id: str) -> str:
+        return self._key(session_id, "meta")
+
+    def meta_scan_pattern(self) -> str:
+        return glob_escape(f"{self.prefix}:{{") + "*}:meta"
+
+    def owner_index_key(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{{{_encode_id(owner)}}}:sessions"
+
+    def owner_index_scan_pattern(self) -> str:
+        return glob_escape(f"{self.prefix}:owner:{{") + "*}:sessions"
+
+    def owner_of_index_key(self, key: str) -> str | None:
+        return _decoded_between(key, f"{self.prefix}:owner:{{", "}:sessions")
 
     def scan_pattern(self, id_prefix: str = "") -> str:
         return glob_escape(f"{self.prefix}:{{{_encode_id(id_prefix)}") + "*}:messages"

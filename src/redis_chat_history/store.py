@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 from . import _core
+from . import _sessions_core as _sessions
 from ._clients import client_for_url, is_transient, redact_url
+from ._sessions_core import ReindexReport, SessionInfo, SessionPage
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
-from .errors import InvalidOptionError
+from .errors import ChatHistoryError, InvalidOptionError
 from .layouts import Layout
 
 __all__ = ["ChatHistoryStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("redis_chat_history")
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 
@@ -57,6 +71,7 @@ class ChatHistoryStore:
         self._url = url
         self._client = client
         self._version: tuple[int, ...] | None = None
+        self._stale_slots = False
 
     @classmethod
     def _from_config(
@@ -65,7 +80,7 @@ class ChatHistoryStore:
         """A store over an already validated config (used by the LangChain classes)."""
         store = cls.__new__(cls)
         store.config, store._url, store._client = config, url, client
-        store._version = None
+        store._version, store._stale_slots = None, False
         return store
 
     @property
@@ -106,7 +121,10 @@ class ChatHistoryStore:
         level = self.config.durability if durability is None else resolve_durability(durability)
         self._check_durability(level)
         plan = _core.plan_append(self.config, session_id, records, durability=level)
-        return self.count(session_id) if plan is None else self._run(plan)
+        if plan is None:
+            return self.count(session_id)
+        result = self._run(plan)
+        return result if isinstance(result, int) else self._after_append(session_id, result)
 
     def messages(
         self,
@@ -141,8 +159,9 @@ class ChatHistoryStore:
         return self._run(_core.plan_clear(self.config, session_id))
 
     def delete(self, *session_ids: str) -> int:
-        """Delete whole sessions; return how many existed."""
-        return self._run(_core.plan_delete(self.config, session_ids))
+        """Delete whole sessions (messages, metadata, owner index entries); return how
+        many existed."""
+        return self._drive(_sessions.delete_flow(self.config, session_ids))
 
     def session_ids(self, prefix: str = "", *, batch: int = 500) -> Iterator[str]:
         """Iterate the ids of stored sessions (SCAN, so never blocking the server) whose id
@@ -154,6 +173,107 @@ class ChatHistoryStore:
             if session_id is not None and session_id.startswith(prefix) and session_id not in seen:
                 seen.add(session_id)
                 yield session_id
+
+    # Sessions that know who they belong to (metadata and per-owner indexes). The index
+    # of an owner is another key than the session's own ones (another slot on a cluster),
+    # so it is written after the session, and checked and repaired when read.
+
+    def create_session(
+        self, session_id: str, *, owner: str | None = None, title: str | None = None
+    ) -> SessionInfo:
+        """Give a session metadata (owner, title, created and last-activity times) and
+        list it under its owner. Idempotent: what is already set is kept (use
+        rename_session to change the title); naming another owner than the session's
+        raises OwnerConflictError. Messages already stored stay."""
+        return self._drive(_sessions.create_flow(self.config, session_id, owner, title))
+
+    def session_info(self, session_id: str) -> SessionInfo | None:
+        """The session's owner, title, times and message count; None if it does not exist."""
+        return self._run(_sessions.plan_session_info(self.config, session_id))
+
+    def rename_session(self, session_id: str, title: str) -> bool:
+        """Set the session's title; False if there is no such session."""
+        return self._run(_sessions.plan_rename(self.config, session_id, title))
+
+    def owner_sessions(
+        self, owner: str, *, limit: int = 20, cursor: str | None = None
+    ) -> SessionPage:
+        """One page of the owner's sessions, most recently active first, in O(limit)
+        without SCAN. Pass the page's ``next_cursor`` as ``cursor`` for the next one."""
+        return self._drive(_sessions.owner_sessions_flow(self.config, owner, limit, cursor))
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete one session (messages, metadata, owner index entry); True if it existed."""
+        return self.delete(session_id) == 1
+
+    def reindex(self, owner: str | None = None, *, batch: int = 500) -> ReindexReport:
+        """Rebuild owner indexes from the sessions' metadata and drop stale entries (all
+        owners, or only ``owner``). The repair path: it SCANs every metadata key."""
+        if owner is not None:
+            _sessions.check_owner(owner)
+        layout, client = self.config.layout, self.client
+        seen: set[str] = set()
+        keys: list[str] = []
+        indexed = 0
+        pattern = layout.meta_scan_pattern()
+        for key in client.scan_iter(match=pattern, count=batch, _type="hash"):
+            if _text(key) not in seen:
+                seen.add(_text(key))
+                keys.append(_text(key))
+            if len(keys) >= batch:
+                indexed += self._drive(_sessions.reindex_flow(self.config, keys, owner))
+                keys = []
+        indexed += self._drive(_sessions.reindex_flow(self.config, keys, owner))
+        owners = {owner} if owner is not None else set()
+        if owner is None:
+            pattern = layout.owner_index_scan_pattern()
+            for key in client.scan_iter(match=pattern, count=batch, _type="zset"):
+                found = layout.owner_of_index_key(_text(key))
+                if found is not None:
+                    owners.add(found)
+        removed = 0
+        for each in sorted(owners):
+            removed += self._drive(_sessions.prune_index_flow(self.config, each))
+        return ReindexReport(indexed=indexed, removed=removed)
+
+    def _after_append(self, session_id: str, outcome: _core.AppendOutcome) -> int:
+        """Refresh the owner's index after an append to an owned session (best effort: the
+        messages are stored), then report a durability level that was not reached."""
+        if outcome.touched is not None:
+            owner, last_activity = outcome.touched
+            refresh = _sessions.plan_touch_index(self.config, owner, session_id, last_activity)
+            self._best_effort(_sessions.BestEffort(refresh, "refresh the owner index"))
+        if outcome.not_durable is not None:
+            raise outcome.not_durable
+        return outcome.message_count
+
+    def _drive(self, flow: _sessions.Flow[T]) -> T:
+        """Run a multi-round-trip operation: send each plan the flow yields and give it
+        the result, until it returns."""
+        reply: Any = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(step, _sessions.BestEffort):
+                reply = self._best_effort(step)
+            else:
+                reply = self._run(step)
+
+    def _best_effort(self, step: _sessions.BestEffort) -> Any:
+        """Run a plan whose failure must not fail the operation; log it and return None."""
+        try:
+            return self._run(step.plan)
+        except (RedisError, ChatHistoryError) as error:
+            logger.warning(
+                "could not %s (%s: %s); the next write or reindex() repairs it",
+                step.purpose,
+                type(error).__name__,
+                error,
+            )
+            return None
 
     def _run(self, plan: _core.Plan[T]) -> T:
         timer: _core.RetryTimer | None = None
@@ -171,7 +291,10 @@ class ChatHistoryStore:
 
     def _run_once(self, plan: _core.Plan[T]) -> T:
         try:
-            if len(plan.calls) == 1:
+            client = self.client
+            if plan.same_connection and isinstance(client, redis.cluster.RedisCluster):
+                replies = self._send_to_slot_owner(client, plan)
+            elif len(plan.calls) == 1:
                 replies = [self._send(plan.calls[0])]
             elif not plan.calls:
                 replies = []
@@ -189,11 +312,47 @@ class ChatHistoryStore:
             return
         client = self.client
         if level.fsync and self._version is None:
-            self._version = _core.server_version(client.info("server"))
-        cluster = isinstance(client, redis.cluster.RedisCluster)
-        problem = _core.durability_problem(level, cluster=cluster, version=self._version)
+            if isinstance(client, redis.cluster.RedisCluster):
+                info = client.info("server", target_nodes=client.get_default_node())
+            else:
+                info = client.info("server")
+            self._version = _core.server_version(info)
+        problem = _core.durability_problem(level, version=self._version)
         if problem:
             raise DurabilityUnsupportedError(problem)
+
+    def _send_to_slot_owner(
+        self, client: redis.cluster.RedisCluster, plan: _core.Plan[Any]
+    ) -> list[Any]:
+        """Send the plan's calls on one connection to the primary that owns ``keys[0]``.
+
+        A cluster client spreads keyless commands such as WAIT over every primary, so the
+        calls go through the owner's own client instead. MOVED refreshes the slot map and
+        ASK sends the calls to the importing node behind ASKING; a lost connection also
+        refreshes the map before ``_run`` tries again, so a failover is followed.
+        """
+        if self._stale_slots:
+            try:
+                client.nodes_manager.initialize()
+            except RedisClusterException as error:  # not a RedisError: make it retryable
+                raise ConnectionError(f"cannot refresh the cluster's slot map: {error}") from error
+            self._stale_slots = False
+        node = client.get_node_from_key(plan.keys[0])
+        calls = plan.calls
+        for _redirect in range(_core.MAX_REDIRECTS):
+            try:
+                replies = self._send_pipeline(client.get_redis_connection(node), calls)
+                return replies[len(replies) - len(plan.calls) :]
+            except MovedError:
+                client.nodes_manager.initialize()
+                node, calls = client.get_node_from_key(plan.keys[0]), plan.calls
+            except AskError as redirect:
+                node = client.get_node(host=redirect.host, port=redirect.port) or node
+                calls = (_core.Call(("ASKING",)), *plan.calls)
+            except (ConnectionError, TimeoutError):
+                self._stale_slots = True
+                raise
+        raise ClusterError(f"more than {_core.MAX_REDIRECTS} redirections for {plan.keys[0]!r}")
 
     @staticmethod
     def _send_pipeline(client: SyncClient, calls: Sequence[_core.Call]) -> list[Any]:
@@ -204,7 +363,9 @@ class ChatHistoryStore:
                     if call.script is None:
                         pipe.execute_command(*call.args)
                     else:
-                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                        pipe.execute_command(
+                            "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                        )
                 try:
                     return pipe.execute()
                 except NoScriptError:

@@ -1,0 +1,666 @@
+"""Sessions that know who they belong to: metadata and per-owner indexes, redis-free.
+
+**Metadata** is a hash beside the session's list, in the same cluster slot
+(:meth:`Layout.meta_key`), with the fields ``session`` (the id, so a repair can find the
+session from the key), ``owner``, ``title``, ``created`` and ``last_activity`` (ms, by the
+Redis server's clock, so application servers with skewed clocks agree). Only scripts that
+also see the list write it, so it shares the session's fate: ``create_session`` and every
+append give both the store's ttl, and ``delete`` removes both.
+
+**The owner index** is a sorted set per owner (:meth:`Layout.owner_index_key`): member =
+session id, score = last activity. It lives in another slot than the sessions it lists, so
+it is written in a second round trip, after the session's own script, and follows the
+sessions eventually rather than atomically:
+
+- a listing checks each entry against the session's metadata and drops entries whose
+  session expired, was deleted or has another owner (only if the entry's score is still
+  the one it checked, so a session re-created meanwhile keeps its entry);
+- an append to an owned session re-adds a missing entry (``ZADD GT``), so an index write
+  lost to a crash heals with the next message;
+- ``reindex`` rebuilds entries from the metadata (SCAN) and removes stale ones.
+
+The index key's ttl is never shorter than the store's ttl from its last write, so an
+owner whose sessions all expired leaves nothing behind.
+
+Operations needing several round trips are *flows*: generators that yield a :class:`Plan`
+(or a :class:`BestEffort` one), receive its result, and return the operation's result.
+The stores only drive them, so each operation is written once for sync and async.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from ._core import Call, Plan, Script, StoreConfig
+from ._validate import MAX_SESSION_ID_LENGTH, check_session_id
+from .errors import ChatHistoryError, InvalidOptionError, OwnerConflictError, WrongTypeError
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_TITLE_LENGTH",
+    "BestEffort",
+    "Flow",
+    "ReindexReport",
+    "SessionInfo",
+    "SessionPage",
+    "check_owner",
+    "check_title",
+    "create_flow",
+    "delete_flow",
+    "owner_sessions_flow",
+    "plan_rename",
+    "plan_session_info",
+    "plan_touch_index",
+    "prune_index_flow",
+    "reindex_flow",
+]
+
+T = TypeVar("T")
+
+#: The longest title accepted, in characters.
+MAX_TITLE_LENGTH = 512
+#: The most sessions one ``owner_sessions`` page may hold.
+MAX_PAGE_SIZE = 1000
+#: Index entries read (and checked) per round trip when a repair walks a whole index.
+PRUNE_BATCH = 500
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What is known about one session. Times are UTC; sessions without metadata (written
+    before metadata existed, or never created with ``create_session``) have ``None`` owner,
+    title and times."""
+
+    session_id: str
+    owner: str | None
+    title: str | None
+    created: datetime | None
+    last_activity: datetime | None
+    message_count: int
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of an owner's sessions, most recently active first.
+
+    Pass ``next_cursor`` to ``owner_sessions`` for the next page; it is None on the last.
+    """
+
+    sessions: tuple[SessionInfo, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ReindexReport:
+    """What ``reindex`` did: index entries written from metadata, stale entries removed."""
+
+    indexed: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class BestEffort:
+    """A plan whose failure does not fail the operation (the session write it follows has
+    already happened): the store logs the error, and the flow receives None."""
+
+    plan: Plan[Any]
+    #: What the plan was for, for the log message.
+    purpose: str
+
+
+Flow = Generator[Plan[Any] | BestEffort, Any, T]
+
+
+# ------------------------------------------------------------------------------- input checks
+
+
+def _check_text(what: str, value: Any, limit: int, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidOptionError(f"{what} must be a str, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidOptionError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise InvalidOptionError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if not value.isprintable():
+        for position, char in enumerate(value):
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                raise InvalidOptionError(
+                    f"{what} contains the control character U+{ord(char):04X} at position "
+                    f"{position}"
+                )
+    return value
+
+
+def check_owner(owner: Any) -> str:
+    """An owner id follows the session id rules: a non-empty str without control
+    characters, line separators or lone surrogates, within the same length limit."""
+    return _check_text("owner", owner, MAX_SESSION_ID_LENGTH, allow_empty=False)
+
+
+def check_title(title: Any) -> str:
+    """A title is a str (may be empty) of at most MAX_TITLE_LENGTH printable characters:
+    titles are shown in lists and terminals, where control characters do harm."""
+    return _check_text("title", title, MAX_TITLE_LENGTH, allow_empty=True)
+
+
+def _check_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidOptionError(f"limit must be an int, not {type(limit).__name__}")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidOptionError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+    return limit
+
+
+def _cursor(score: int, session_id: str) -> str:
+    return f"{score}:{session_id}"
+
+
+def _parse_cursor(cursor: Any) -> tuple[int, bytes]:
+    """The (score, member) a page ended at; its UTF-8 member orders ties as Redis does."""
+    problem = f"cursor {cursor!r} is not a next_cursor returned by owner_sessions"
+    if not isinstance(cursor, str):
+        raise InvalidOptionError(problem)
+    score, _, session_id = cursor.partition(":")
+    if not score.isdigit():
+        raise InvalidOptionError(problem)
+    try:
+        check_session_id(session_id)
+    except ChatHistoryError:
+        raise InvalidOptionError(problem) from None
+    return int(score), session_id.encode()
+
+
+# ------------------------------------------------------------------------------------ scripts
+
+# The Redis server's clock in ms (TIME before writes is fine: scripts replicate effects).
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: meta, list. Checks both keys' types; a wrong one is reported, not touched.
+_CHECK_TYPES = """
+local meta_type = redis.call('TYPE', KEYS[1])['ok']
+if meta_type ~= 'none' and meta_type ~= 'hash' then
+  return {'WRONGTYPE', 1, meta_type}
+end
+local list_type = redis.call('TYPE', KEYS[2])['ok']
+if list_type ~= 'none' and list_type ~= 'list' then
+  return {'WRONGTYPE', 2, list_type}
+end
+local length = redis.call('LLEN', KEYS[2])
+"""
+
+# KEYS: meta, list. Reply: {message count} without metadata, else {count, {field, value...}}.
+READ_INFO_SCRIPT = Script(
+    _CHECK_TYPES
+    + """
+if meta_type == 'none' then
+  return {length}
+end
+return {length, redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# KEYS: meta, list. ARGV: session id, ttl (0 = none), owner ('' = none), '1' + title or ''.
+# Fills in what is missing and never overwrites: created, owner and title stay as they
+# are. A session with a ttl counts creating as activity (both keys get the ttl); without
+# one the metadata inherits the list's remaining ttl, so it never outlives the messages.
+CREATE_SCRIPT = Script(
+    _CHECK_TYPES
+    + """
+local owner = ARGV[3]
+if owner ~= '' then
+  local current = redis.call('HGET', KEYS[1], 'owner')
+  if current and current ~= owner then
+    return {'OWNER'}
+  end
+end
+"""
+    + _NOW_MS
+    + """
+redis.call('HSETNX', KEYS[1], 'session', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'created', now)
+redis.call('HSETNX', KEYS[1], 'last_activity', now)
+if owner ~= '' then
+  redis.call('HSETNX', KEYS[1], 'owner', owner)
+end
+if ARGV[4] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'title', string.sub(ARGV[4], 2))
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+elseif meta_type == 'none' then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then
+    redis.call('PEXPIRE', KEYS[1], left)
+  end
+end
+return {length, redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# KEYS: meta, list. ARGV: session id, title. Reply: 1, or 0 if there is no such session.
+# Renaming is not activity: last_activity and ttls stay. A session without metadata gets
+# it, with the list's remaining ttl.
+RENAME_SCRIPT = Script(
+    _CHECK_TYPES
+    + """
+if meta_type == 'none' then
+  if length == 0 then
+    return 0
+  end
+"""
+    + _NOW_MS
+    + """
+  redis.call('HSET', KEYS[1], 'session', ARGV[1], 'created', now, 'last_activity', now)
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then
+    redis.call('PEXPIRE', KEYS[1], left)
+  end
+end
+redis.call('HSET', KEYS[1], 'title', ARGV[2])
+return 1
+"""
+)
+
+# KEYS: list, tokens, meta (one slot). Reply: {keys removed of list and meta, owner or nil}.
+DELETE_SCRIPT = Script("""
+local owner = false
+if redis.call('TYPE', KEYS[3])['ok'] == 'hash' then
+  owner = redis.call('HGET', KEYS[3], 'owner')
+end
+local removed = redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('DEL', KEYS[2])
+return {removed, owner}
+""")
+
+# Scripts on an owner index (KEYS[1]) report a key of another type as "WRONGTYPE rch 2
+# <type>", which _core.translate_error turns into WrongTypeError(<plan.keys[1]>, "sorted
+# set"); their plans name the index as both keys (see _index_keys).
+_INDEX_CALL = """
+local function index_call(...)
+  local reply = redis.pcall(...)
+  local failed = type(reply) == 'table' and reply['err']
+  if failed and string.find(reply['err'], 'WRONGTYPE', 1, true) then
+    return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[1])['ok'])
+  end
+  return reply
+end
+"""
+
+# KEYS: owner index. ARGV: highest score (or +inf), entries to skip, entries to read.
+READ_INDEX_SCRIPT = Script(
+    _INDEX_CALL
+    + """
+return index_call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT',
+                  ARGV[2], ARGV[3])
+"""
+)
+
+# KEYS: owner index. ARGV: score, session id, ttl (0 = none).
+# ZADD GT never moves a session back in time (appends may arrive out of order) and adds a
+# missing entry. The key's ttl only ever grows, and a session without ttl makes it
+# persistent: the index must outlive every session it lists.
+TOUCH_INDEX_SCRIPT = Script(
+    _INDEX_CALL
+    + """
+local existed = redis.call('EXISTS', KEYS[1])
+local added = index_call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
+if type(added) == 'table' then
+  return added
+end
+local ttl = tonumber(ARGV[3]) * 1000
+if ttl == 0 then
+  redis.call('PERSIST', KEYS[1])
+else
+  local left = redis.call('PTTL', KEYS[1])
+  if existed == 0 or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+return added
+"""
+)
+
+# KEYS: owner index. ARGV: session id, score, session id, score, ...
+# Removes each entry only if its score is still the one the caller saw as stale.
+PRUNE_INDEX_SCRIPT = Script("""
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+""")
+
+
+# ------------------------------------------------------------------------------ reply reading
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """A hash read by HGETALL: a flat [field, value, ...] list (scripts, RESP2) or a dict."""
+    if isinstance(reply, dict):
+        return {_text(k): _text(v) for k, v in reply.items()}
+    return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
+
+
+def _pairs(reply: Sequence[Any]) -> list[tuple[str, int]]:
+    """(member, score) pairs from a script's flat WITHSCORES reply."""
+    return [(_text(reply[i]), int(float(reply[i + 1]))) for i in range(0, len(reply) - 1, 2)]
+
+
+def _ms(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+
+
+def _raise_wrong_type(reply: Any, meta_key: str, list_key: str) -> None:
+    """Raise WrongTypeError for a script's ``{'WRONGTYPE', key number, type}`` reply."""
+    if isinstance(reply, list) and reply and _text(reply[0]) == "WRONGTYPE":
+        if int(reply[1]) == 1:
+            raise WrongTypeError(meta_key, "hash", _text(reply[2]))
+        raise WrongTypeError(list_key, "list", _text(reply[2]))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A session as READ_INFO_SCRIPT saw it, with the raw last activity for the index."""
+
+    info: SessionInfo | None
+    last_activity_ms: int | None
+
+
+def _read(session_id: str, reply: Any, meta_key: str, list_key: str) -> _Read:
+    _raise_wrong_type(reply, meta_key, list_key)
+    count = int(reply[0])
+    if len(reply) < 2:
+        info = SessionInfo(session_id, None, None, None, None, count) if count else None
+        return _Read(info, None)
+    fields = _fields(reply[1])
+    last_ms = _ms(fields.get("last_activity"))
+    info = SessionInfo(
+        session_id=session_id,
+        owner=fields.get("owner"),
+        title=fields.get("title"),
+        created=_time(_ms(fields.get("created"))),
+        last_activity=_time(last_ms),
+        message_count=count,
+    )
+    return _Read(info, last_ms)
+
+
+def _read_call(config: StoreConfig, session_id: str) -> Call:
+    layout = config.layout
+    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    return Call((), READ_INFO_SCRIPT, keys)
+
+
+def _plan_reads(config: StoreConfig, session_ids: Sequence[str]) -> Plan[list[_Read]]:
+    """Read several sessions' metadata and message counts in one round trip."""
+    calls = tuple(_read_call(config, session_id) for session_id in session_ids)
+
+    def parse(replies: list[Any]) -> list[_Read]:
+        return [
+            _read(session_id, reply, *call.keys)
+            for session_id, reply, call in zip(session_ids, replies, calls, strict=True)
+        ]
+
+    return Plan(calls, parse)
+
+
+# ------------------------------------------------------------------------ single-session plans
+
+
+def plan_session_info(config: StoreConfig, session_id: str) -> Plan[SessionInfo | None]:
+    """The session's metadata and message count; None if it has neither."""
+    check_session_id(session_id)
+    call = _read_call(config, session_id)
+    return Plan((call,), lambda replies: _read(session_id, replies[0], *call.keys).info)
+
+
+def plan_rename(config: StoreConfig, session_id: str, title: str) -> Plan[bool]:
+    """Set the session's title; False if there is no such session (nothing is created)."""
+    check_session_id(session_id)
+    check_title(title)
+    layout = config.layout
+    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+
+    def parse(replies: list[Any]) -> bool:
+        _raise_wrong_type(replies[0], *keys)
+        return int(replies[0]) == 1
+
+    return Plan((Call((session_id, title), RENAME_SCRIPT, keys),), parse)
+
+
+def plan_touch_index(
+    config: StoreConfig, owner: str, session_id: str, last_activity_ms: int
+) -> Plan[None]:
+    """Add or move the session's entry in its owner's index (never back in time)."""
+    index = config.layout.owner_index_key(owner)
+    call = Call((last_activity_ms, session_id, config.ttl or 0), TOUCH_INDEX_SCRIPT, (index,))
+    return Plan((call,), lambda replies: None, _index_keys(index))
+
+
+def _index_keys(index: str) -> tuple[str, str]:
+    """Plan.keys for calls on an owner index: WRONGTYPE from its scripts names the second."""
+    return (index, index)
+
+
+@dataclass
+class _IndexWalk:
+    """Reads an owner index newest first, a batch per round trip: entries scored at most
+    ``top``, skipping the first ``skip`` scored exactly ``top`` (Redis orders ties by
+    member, so ties split across batches are neither lost nor repeated)."""
+
+    index: str
+    top: int | None = None
+    skip: int = 0
+
+    def plan(self, count: int) -> Plan[list[tuple[str, int]]]:
+        high = "+inf" if self.top is None else self.top
+        call = Call((high, self.skip, count), READ_INDEX_SCRIPT, (self.index,))
+        return Plan((call,), lambda replies: _pairs(replies[0]), _index_keys(self.index))
+
+    def advance(self, entries: Sequence[tuple[str, int]]) -> None:
+        """Move past ``entries``, the batch just read."""
+        if not entries:
+            return
+        tail = entries[-1][1]
+        if tail == self.top:
+            self.skip += len(entries)
+        else:
+            self.top, self.skip = tail, sum(1 for _member, score in entries if score == tail)
+
+
+# ---------------------------------------------------------------------------------- the flows
+
+
+def create_flow(
+    config: StoreConfig, session_id: str, owner: str | None, title: str | None
+) -> Flow[SessionInfo]:
+    """Create the session's metadata, or fill in what is missing (idempotent), then index
+    it under its owner. Existing values (created, owner, title) are never overwritten."""
+    check_session_id(session_id)
+    if owner is not None:
+        check_owner(owner)
+    if title is not None:
+        check_title(title)
+    layout = config.layout
+    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    args = (session_id, config.ttl or 0, owner or "", "" if title is None else "1" + title)
+
+    def parse(replies: list[Any]) -> _Read:
+        reply = replies[0]
+        if isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER":
+            raise OwnerConflictError(
+                f"session {session_id!r} already belongs to another owner; nothing was changed"
+            )
+        return _read(session_id, reply, *keys)
+
+    read: _Read = yield Plan((Call(args, CREATE_SCRIPT, keys),), parse)
+    info = read.info
+    assert info is not None and read.last_activity_ms is not None  # the script wrote both
+    if info.owner is not None:
+        yield plan_touch_index(config, info.owner, session_id, read.last_activity_ms)
+    return info
+
+
+def delete_flow(config: StoreConfig, session_ids: Sequence[str]) -> Flow[int]:
+    """Delete whole sessions (list, retry tokens, metadata: one script each, pipelined),
+    then their owner index entries; return how many sessions existed."""
+    layout = config.layout
+    calls = []
+    for session_id in session_ids:
+        check_session_id(session_id)
+        keys = (
+            layout.messages_key(session_id),
+            layout.token_key(session_id),
+            layout.meta_key(session_id),
+        )
+        calls.append(Call((), DELETE_SCRIPT, keys))
+    if not calls:
+        return 0
+    replies: list[Any] = yield Plan(tuple(calls), lambda replies: replies)
+    by_owner: dict[str, list[str]] = {}
+    for session_id, (_removed, owner) in zip(session_ids, replies, strict=True):
+        if owner is not None:
+            by_owner.setdefault(_text(owner), []).append(session_id)
+    if by_owner:
+        removals = tuple(
+            Call(("ZREM", layout.owner_index_key(owner), *members))
+            for owner, members in by_owner.items()
+        )
+        purpose = "remove deleted sessions from their owners' indexes"
+        yield BestEffort(Plan(removals, lambda replies: None), purpose)
+    return sum(1 for removed, _owner in replies if int(removed) > 0)
+
+
+def _is_listed(read: _Read, owner: str) -> bool:
+    """Whether an index entry is backed by a live session of that owner."""
+    return read.info is not None and read.last_activity_ms is not None and read.info.owner == owner
+
+
+def _plan_prune(index: str, stale: Sequence[tuple[str, int]]) -> Plan[int]:
+    args = tuple(value for member, score in stale for value in (member, score))
+    call = Call(args, PRUNE_INDEX_SCRIPT, (index,))
+    return Plan((call,), lambda replies: int(replies[0]), _index_keys(index))
+
+
+def owner_sessions_flow(
+    config: StoreConfig, owner: str, limit: int, cursor: str | None
+) -> Flow[SessionPage]:
+    """One page of the owner's sessions, most recently active first, in O(page) (plus
+    any stale entries it meets, which it removes, so each is paid for once).
+
+    Reads index entries below the cursor (ZREVRANGEBYSCORE ... LIMIT), then each one's
+    metadata and message count in one pipelined round trip. Entries whose session is gone
+    or has another owner are skipped, more are read so the page stays full, and the stale
+    entries are removed afterwards; an entry scored older than its session's metadata is
+    moved up. One entry beyond the page is checked to know whether another page exists.
+    """
+    check_owner(owner)
+    _check_limit(limit)
+    after = None if cursor is None else _parse_cursor(cursor)
+    index = config.layout.owner_index_key(owner)
+    wanted = limit + 1
+    found: list[tuple[int, SessionInfo]] = []
+    stale: list[tuple[str, int]] = []
+    behind: list[tuple[str, int]] = []
+    walk = _IndexWalk(index, top=None if after is None else after[0])
+    while len(found) < wanted:
+        count = wanted - len(found)
+        entries = yield walk.plan(count)
+        walk.advance(entries)
+        fresh = [
+            (member, score)
+            for member, score in entries
+            if after is None or score != after[0] or member.encode() < after[1]
+        ]
+        reads = (yield _plan_reads(config, [member for member, _score in fresh])) if fresh else []
+        for (member, score), read in zip(fresh, reads, strict=True):
+            if not _is_listed(read, owner):
+                stale.append((member, score))
+                continue
+            assert read.info is not None and read.last_activity_ms is not None
+            found.append((score, read.info))
+            if read.last_activity_ms > score:
+                behind.append((member, read.last_activity_ms))
+        if len(entries) < count:
+            break
+    repairs = _plan_prune(index, stale).calls if stale else ()
+    if behind:
+        args = tuple(value for member, score in behind for value in (score, member))
+        repairs += (Call(("ZADD", index, "GT", *args)),)
+    if repairs:
+        plan = Plan(repairs, lambda replies: None, _index_keys(index))
+        yield BestEffort(plan, "repair the owner index (stale or lagging entries)")
+    page = found[:limit]
+    more = len(found) > limit
+    next_cursor = _cursor(page[-1][0], page[-1][1].session_id) if more else None
+    return SessionPage(tuple(info for _score, info in page), next_cursor)
+
+
+def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | None) -> Flow[int]:
+    """Index the sessions behind some metadata keys (found by SCAN) under their owners
+    (only ``owner``'s, if given); return how many entries were written."""
+    layout = config.layout
+    if not meta_keys:
+        return 0
+    metas = yield Plan(
+        tuple(Call(("HGETALL", key)) for key in meta_keys),
+        lambda replies: [_fields(reply) for reply in replies],
+    )
+    touches: list[Call] = []
+    for key, fields in zip(meta_keys, metas, strict=True):
+        session_id, session_owner = fields.get("session"), fields.get("owner")
+        last_ms = _ms(fields.get("last_activity"))
+        if session_id is None or session_owner is None or last_ms is None:
+            continue
+        if (owner is not None and session_owner != owner) or layout.meta_key(session_id) != key:
+            continue  # another owner's, or another layout's (or not ours at all)
+        touches.extend(plan_touch_index(config, session_owner, session_id, last_ms).calls)
+    if touches:
+        yield Plan(tuple(touches), lambda replies: None, _index_keys(touches[0].keys[0]))
+    return len(touches)
+
+
+def prune_index_flow(config: StoreConfig, owner: str) -> Flow[int]:
+    """Walk the owner's whole index and remove the entries that no live session of theirs
+    backs (after the walk, so removals do not shift it); return how many were removed."""
+    walk = _IndexWalk(config.layout.owner_index_key(owner))
+    stale: list[tuple[str, int]] = []
+    while True:
+        entries = yield walk.plan(PRUNE_BATCH)
+        walk.advance(entries)
+        if entries:
+            reads = yield _plan_reads(config, [member for member, _score in entries])
+            stale.extend(
+                entry
+                for entry, read in zip(entries, reads, strict=True)
+                if not _is_listed(read, owner)
+            )
+        if len(entries) < PRUNE_BATCH:
+            break
+    removed = 0
+    for start in range(0, len(stale), PRUNE_BATCH):
+        removed += yield _plan_prune(walk.index, stale[start : start + PRUNE_BATCH])
+    return removed
