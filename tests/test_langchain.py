@@ -240,7 +240,7 @@ def test_memorystore_positional_arguments(client: redis.Redis) -> None:
 def test_community_constructor_does_no_io() -> None:
     """Building against a port nobody listens on succeeds; the first operation fails."""
     port = closed_port()
-    history = RedisChatMessageHistory("s", url=f"redis://127.0.0.1:{port}/0")
+    history = RedisChatMessageHistory("s", url=f"redis://127.0.0.1:{port}/0", retry_deadline=0)
     assert history.key == "message_store:s"
     with pytest.raises(redis.ConnectionError):
         history.messages  # noqa: B018
@@ -252,7 +252,7 @@ def test_community_constructor_does_no_io() -> None:
 async def test_memorystore_constructor_does_no_io(track: Track) -> None:
     """Same for Memorystore, sync and async (the derived asyncio client fails the same way)."""
     client = redis.Redis(host="127.0.0.1", port=closed_port(), retry=Retry(NoBackoff(), 0))
-    history = track(MemorystoreChatMessageHistory(client, "s"))
+    history = track(MemorystoreChatMessageHistory(client, "s", retry_deadline=0))
     with pytest.raises(redis.ConnectionError):
         history.add_user_message("hi")
     with pytest.raises(redis.ConnectionError):

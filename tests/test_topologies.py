@@ -230,6 +230,7 @@ async def test_async_cluster_reads_and_writes(cluster: Cluster) -> None:
         await client.aclose()
 
 
+@pytest.mark.slow
 def test_cluster_failover_after_sigkill(tmp_path: Path) -> None:
     """SIGKILL a key's master: its replica takes over with the data, writes resume within
     10 s, the old node rejoins as a replica, and every process is gone afterwards."""
@@ -312,6 +313,7 @@ async def test_async_sentinel_master_for(sentinels: SentinelGroup) -> None:
             await client.aclose()
 
 
+@pytest.mark.slow
 def test_sentinel_failover_after_sigkill(tmp_path: Path) -> None:
     """SIGKILL the master: the sentinels promote a replica with the data, master_for writes
     again within 10 s, and every process is gone afterwards."""
