@@ -190,6 +190,38 @@ def test_sessions_table_for_people_and_exit_1_when_nothing_matched(
     assert nothing.exit_code == 1 and "no sessions found" in nothing.stdout
 
 
+def test_sessions_of_one_owner_newest_first_with_cursor(url: str, client: redis.Redis) -> None:
+    """--owner lists one user's sessions from the owner index, newest first, paged with the
+    cursor it prints; other owners' sessions and unowned ones are not shown."""
+    store = ChatHistoryStore(client)
+    for number in range(3):
+        store.create_session(f"chat-{number}", owner="user-42", title=f"Trip {number}")
+        store.append(f"chat-{number}", [human(f"hello {number}")] * (number + 1))
+        time.sleep(0.002)  # distinct last-activity milliseconds
+    store.create_session("other", owner="user-7", title="not yours")
+    store.append("plain", [human("no owner")])
+    store.append("chat-0", [human("back again")])  # chat-0 becomes the newest
+
+    first = run_json("sessions", "--url", url, "--owner", "user-42", "--limit", "2")
+    assert [row["session"] for row in first["sessions"]] == ["chat-0", "chat-2"]
+    assert first["sessions"][0]["title"] == "Trip 0" and first["sessions"][0]["messages"] == 2
+    assert first["owner"] == "user-42" and first["next_cursor"]
+    rest = run_json(
+        "sessions", "--url", url, "--owner", "user-42", "--limit", "2",
+        "--cursor", first["next_cursor"],
+    )  # fmt: skip
+    assert [row["session"] for row in rest["sessions"]] == ["chat-1"]
+    assert rest["next_cursor"] is None
+
+    table = run("sessions", "--url", url, "--owner", "user-42")
+    assert table.exit_code == 0 and "Trip 2" in table.stdout and "not yours" not in table.stdout
+    nobody = run("sessions", "--url", url, "--owner", "nobody")
+    assert nobody.exit_code == 1 and "no sessions for owner" in nobody.stdout
+    bad = run("sessions", "--url", url, "--owner", "user-42", "--cursor", "garbage")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ")
+    assert run("sessions", "--url", url, "--cursor", "x").exit_code == 2
+
+
 # -------------------------------------------------------------------------------- show
 
 

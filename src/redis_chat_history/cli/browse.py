@@ -96,6 +96,13 @@ def _sort(stats: list[SessionStats], by: str) -> list[SessionStats]:
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Sessions per page."
 )
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many (paging).")
+@click.option(
+    "--owner",
+    metavar="USER",
+    help="Only USER's sessions, newest first, from the owner index (no SCAN; default layout "
+    "native); page with --cursor.",
+)
+@click.option("--cursor", help="With --owner: the next page's cursor printed by the previous one.")
 def sessions_cmd(
     cli: Cli,
     layouts: tuple[str, ...],
@@ -105,14 +112,19 @@ def sessions_cmd(
     sort: str,
     limit: int,
     offset: int,
+    owner: str | None,
+    cursor: str | None,
 ) -> None:
     """List sessions with message count, size, TTL and last activity.
 
     Exits 1 when no session matched.
     """
+    if owner is not None:
+        _owner_sessions(cli, owner, layouts, key_prefix, limit=limit, cursor=cursor)
+        return
+    if cursor is not None:
+        raise CliError("--cursor pages through --owner listings; use --offset here", EXIT_USAGE)
     chosen = layouts_from_names(layouts, key_prefix)
-    # Owner filter (--owner, the store's owner index) belongs here: it narrows `refs`
-    # to the sessions the index lists for that owner before they are measured.
     refs = find_sessions(cli.client, chosen, prefix=prefix, glob=glob)
     with cli.out.progress("measuring sessions", total=len(refs)) as bar:
         stats = measure(cli.client, refs, on_batch=bar.advance)
@@ -139,6 +151,65 @@ def sessions_cmd(
 
 
 main.add_command(sessions_cmd, "list")
+
+
+def _owner_sessions(
+    cli: Cli,
+    owner: str,
+    layouts: tuple[str, ...],
+    key_prefix: str | None,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """One page of ``owner``'s sessions from the store's owner index, newest first."""
+    if len(layouts) > 1:
+        raise CliError("--owner reads one layout's owner index: give one --layout", EXIT_USAGE)
+    (layout,) = layouts_from_names(layouts or ("native",), key_prefix)
+    page = cli.store(layout).owner_sessions(owner, limit=min(limit, 1000), cursor=cursor)
+    rows = [
+        {
+            "session": info.session_id,
+            "title": info.title,
+            "messages": info.message_count,
+            "created": info.created.isoformat(timespec="milliseconds") if info.created else None,
+            "last_activity": (
+                info.last_activity.isoformat(timespec="milliseconds")
+                if info.last_activity
+                else None
+            ),
+        }
+        for info in page.sessions
+    ]
+    if cli.json_mode:
+        cli.out.json(
+            {
+                "server": cli.server,
+                "layout": layout.name,
+                "owner": owner,
+                "sessions": rows,
+                "next_cursor": page.next_cursor,
+            }
+        )
+    elif not rows:
+        cli.out.console.print(f"no sessions for owner {owner!r}", style="dim")
+    else:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("session", "title", "messages", "last activity", "created"):
+            table.add_column(column, justify="right" if column == "messages" else "left")
+        for info in page.sessions:
+            table.add_row(
+                Text(info.session_id),
+                Text(info.title or ""),
+                str(info.message_count),
+                ago(info.last_activity.timestamp()) if info.last_activity else "",
+                ago(info.created.timestamp()) if info.created else "",
+            )
+        cli.out.console.print(table)
+        more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
+        cli.out.note(f"{len(rows)} sessions of {owner!r} ({layout.name} layout){more}")
+    if not rows:
+        raise click.exceptions.Exit(EXIT_NOT_FOUND)
 
 
 def _print_sessions(
@@ -263,7 +334,11 @@ def _decode(element: Element) -> dict[str, Any] | None:
 
 class _Follower:
     """Reads what was appended to a session since the last look, from LLEN and the newest
-    element (so a list kept at ``max_messages``, whose length stays put, is followed too)."""
+    element (so a list kept at ``max_messages``, whose length stays put, is followed too).
+
+    Every read of positions takes the length and the elements in one MULTI, so an append
+    landing between two reads cannot shift the positions shown.
+    """
 
     WINDOW = 1000
 
@@ -279,47 +354,53 @@ class _Follower:
             length, newest = pipe.execute()
         return int(length), newest
 
+    def _newest(self, count: int) -> tuple[int, list[tuple[int, Element]]]:
+        """The list's length and its newest ``count`` elements with their positions, oldest
+        first, read atomically."""
+        if count <= 0:
+            return self._state()[0], []
+        key = self.ref.key
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.llen(key)
+            if self.ref.layout.newest_first:
+                pipe.lrange(key, 0, count - 1)
+            else:
+                pipe.lrange(key, -count, -1)
+            length, elements = pipe.execute()
+        if self.ref.layout.newest_first:
+            elements = elements[::-1]
+        return int(length), list(enumerate(elements, int(length) - len(elements)))
+
     def start(self, last: int) -> list[tuple[int, Element]]:
         """The newest ``last`` elements, and remember where the session stands."""
-        self.length, self.newest = self._state()
-        first = max(0, self.length - last)
-        return self._window(first, self.length) if last else []
-
-    def _window(self, first: int, length: int) -> list[tuple[int, Element]]:
-        if first >= length:
-            return []
-        if self.ref.layout.newest_first:
-            elements = self.client.lrange(self.ref.key, 0, length - first - 1)[::-1]
-        else:
-            elements = self.client.lrange(self.ref.key, first, length - 1)
-        return list(enumerate(elements, first))
+        self.length, window = self._newest(max(last, 1))
+        self.newest = window[-1][1] if window else None
+        return window[len(window) - last :] if last else []
 
     def poll(self) -> tuple[list[tuple[int, Element]], str | None]:
         """New elements since the last call, and a note when the list shrank or was trimmed."""
         length, newest = self._state()
         if length == self.length and newest == self.newest:
             return [], None
-        note = None
+        length, window = self._newest(self.WINDOW)
         new: list[tuple[int, Element]] = []
-        if length > self.length:
-            window = self._window(max(0, self.length - 1), length)
-            if self.length == 0 or (window and window[0][1] == self.newest):
-                new = window[1:] if self.length else window
+        note = None
+        if length == 0:
+            note = "the session was cleared" if self.length else None
+        elif self.length == 0 or self.newest is None:
+            new = window
+        else:
+            seen = [i for i, (_, element) in enumerate(window) if element == self.newest]
+            # Prefer the element still at its old position (the list only grew).
+            at_old = [i for i in seen if window[i][0] == self.length - 1]
+            if at_old or seen:
+                new = window[(at_old or seen)[-1] + 1 :]
             else:
-                new, note = self._after_newest(length)
-        elif length == 0:
-            note = "the session was cleared"
-        else:  # same or shorter length but a new newest element: trimmed while appended
-            new, note = self._after_newest(length)
-        self.length, self.newest = length, newest
+                new = window
+                note = "the session changed beyond recognition; showing its newest messages"
+        self.length = length
+        self.newest = window[-1][1] if window else None
         return new, note
-
-    def _after_newest(self, length: int) -> tuple[list[tuple[int, Element]], str | None]:
-        window = self._window(max(0, length - self.WINDOW), length)
-        for index in range(len(window) - 1, -1, -1):
-            if window[index][1] == self.newest:
-                return window[index + 1 :], None
-        return window, "the session changed beyond recognition; showing its newest messages"
 
 
 def _keyspace_db(client: SyncClient) -> int:
