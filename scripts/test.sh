@@ -20,10 +20,11 @@ echo "== mypy (strict, src/)"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/pytest "$@"
-# The store's behaviour suite once more on every other deployment: TLS, mutual TLS, a 3+3
-# cluster, Sentinel, a restricted ACL user, and a server with admin commands renamed away.
+# The store's behaviour suite and the two LangChain drop-ins once more on every other
+# deployment: TLS, mutual TLS, a 3+3 cluster, Sentinel, a restricted ACL user, and a server
+# with admin commands renamed away.
 for topology in tls mtls cluster sentinel acl renamed; do
   echo "== pytest --topology $topology (behaviour suite)"
   .venv/bin/pytest -q --topology "$topology" \
-    tests/test_store_behaviour.py tests/test_bad_input.py
+    tests/test_store_behaviour.py tests/test_bad_input.py tests/test_langchain_deployments.py
 done

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 
 from redis_chat_history import (
     AsyncChatHistoryStore,
     ChatHistoryStore,
     MemorystoreChatMessageHistory,
     RedisChatMessageHistory,
+    aclose_shared_clients,
 )
 from redis_chat_history._clients import async_client_for_url, async_twin, client_for_url
 from redis_chat_history.embedded import EmbeddedRedis
@@ -108,3 +112,36 @@ def test_password_urls_work_and_never_show(auth_server: EmbeddedRedis) -> None:
         RedisChatMessageHistory("s", url=bad_url).messages  # noqa: B018
     assert PASSWORD not in str(caught.value)
     history.clear()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_async_twin_of_a_sentinel_managed_client(tls: bool) -> None:
+    """A client from Sentinel.master_for / slave_for gets an asyncio twin that asks the same
+    sentinels (with their own settings) for the same service, with the data nodes' settings
+    (TLS included); nothing connects until it is used."""
+    extra: dict[str, Any] = {"ssl": True, "ssl_ca_certs": "/ca.pem"} if tls else {}
+    manager = redis.sentinel.Sentinel(
+        [("127.0.0.1", 26379), ("127.0.0.2", 26380)],
+        sentinel_kwargs={"password": "sentinel-secret", **extra},
+        password="data-secret", socket_timeout=3, **extra,
+    )  # fmt: skip
+    try:
+        twin = async_twin(manager.master_for("mymaster"))
+        pool = twin.connection_pool
+        assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+        assert pool.service_name == "mymaster" and pool.is_master
+        expected = "SentinelManagedSSLConnection" if tls else "SentinelManagedConnection"
+        assert pool.connection_class.__name__ == expected
+        assert pool.connection_kwargs["password"] == "data-secret"
+        assert pool.connection_kwargs["socket_timeout"] == 3
+        sentinels = [s.connection_pool for s in pool.sentinel_manager.sentinels]
+        assert [(p.connection_kwargs["host"], p.connection_kwargs["port"]) for p in sentinels] == [
+            ("127.0.0.1", 26379), ("127.0.0.2", 26380),
+        ]  # fmt: skip
+        assert all(p.connection_kwargs["password"] == "sentinel-secret" for p in sentinels)
+        assert all(
+            issubclass(p.connection_class, redis.asyncio.SSLConnection) is tls for p in sentinels
+        )
+        assert not async_twin(manager.slave_for("mymaster")).connection_pool.is_master
+    finally:
+        await aclose_shared_clients()

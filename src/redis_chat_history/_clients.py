@@ -328,6 +328,8 @@ def _build_twin(client: SyncClient) -> AsyncClient:
         nodes = [redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in client.get_primaries()]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     pool = client.connection_pool
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        return _sentinel_twin(pool)
     async_cls = _CONNECTION_TWINS.get(pool.connection_class)
     if async_cls is None:
         raise TypeError(
@@ -339,6 +341,40 @@ def _build_twin(client: SyncClient) -> AsyncClient:
         connection_class=async_cls, max_connections=pool.max_connections, **kwargs
     )
     return redis.asyncio.Redis.from_pool(async_pool)
+
+
+def _sentinel_twin(pool: redis.sentinel.SentinelConnectionPool) -> redis.asyncio.Redis:
+    """An asyncio client asking the same sentinels for the same service (master or replica),
+    with the same connection settings for the sentinels and for the data nodes."""
+    manager = pool.sentinel_manager
+    addresses = [
+        (sentinel.connection_pool.connection_kwargs["host"],
+         sentinel.connection_pool.connection_kwargs["port"])
+        for sentinel in manager.sentinels
+    ]  # fmt: skip
+    ssl = issubclass(pool.connection_class, redis.connection.SSLConnection)
+    data_cls = (
+        redis.asyncio.sentinel.SentinelManagedSSLConnection
+        if ssl
+        else redis.asyncio.sentinel.SentinelManagedConnection
+    )
+    data_kwargs = _twin_kwargs(dict(manager.connection_kwargs), data_cls)
+    sentinel_cls = (
+        redis.asyncio.connection.SSLConnection
+        if manager.sentinel_kwargs.get("ssl")
+        else redis.asyncio.connection.Connection
+    )
+    sentinel_kwargs = _twin_kwargs(dict(manager.sentinel_kwargs), sentinel_cls)
+    if "ssl" in manager.sentinel_kwargs:
+        sentinel_kwargs["ssl"] = manager.sentinel_kwargs["ssl"]
+    twin_manager = redis.asyncio.sentinel.Sentinel(
+        addresses, sentinel_kwargs=sentinel_kwargs, **data_kwargs, **({"ssl": True} if ssl else {})
+    )
+    if pool.is_master:
+        master: redis.asyncio.Redis = twin_manager.master_for(pool.service_name)
+        return master
+    replica: redis.asyncio.Redis = twin_manager.slave_for(pool.service_name)
+    return replica
 
 
 # event loop -> {sync client -> its asyncio twin}; both levels are weak.
