@@ -29,14 +29,13 @@ The stores only drive them, so each operation is written once for sync and async
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from ._core import Call, Plan, Script, StoreConfig
-from ._validate import MAX_SESSION_ID_LENGTH, check_session_id
+from ._validate import MAX_SESSION_ID_LENGTH, check_session_id, check_text
 from .errors import ChatHistoryError, InvalidOptionError, OwnerConflictError, WrongTypeError
 
 __all__ = [
@@ -69,7 +68,6 @@ MAX_PAGE_SIZE = 1000
 PRUNE_BATCH = 500
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -121,33 +119,16 @@ Flow = Generator[Plan[Any] | BestEffort, Any, T]
 # ------------------------------------------------------------------------------- input checks
 
 
-def _check_text(what: str, value: Any, limit: int, *, allow_empty: bool) -> str:
-    if not isinstance(value, str):
-        raise InvalidOptionError(f"{what} must be a str, not {type(value).__name__}")
-    if not value and not allow_empty:
-        raise InvalidOptionError(f"{what} must not be empty")
-    if len(value) > limit:
-        raise InvalidOptionError(f"{what} is {len(value)} characters long; the limit is {limit}")
-    if not value.isprintable():
-        for position, char in enumerate(value):
-            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-                raise InvalidOptionError(
-                    f"{what} contains the control character U+{ord(char):04X} at position "
-                    f"{position}"
-                )
-    return value
-
-
 def check_owner(owner: Any) -> str:
     """An owner id follows the session id rules: a non-empty str without control
     characters, line separators or lone surrogates, within the same length limit."""
-    return _check_text("owner", owner, MAX_SESSION_ID_LENGTH, allow_empty=False)
+    return check_text("owner", owner, MAX_SESSION_ID_LENGTH)
 
 
 def check_title(title: Any) -> str:
     """A title is a str (may be empty) of at most MAX_TITLE_LENGTH printable characters:
     titles are shown in lists and terminals, where control characters do harm."""
-    return _check_text("title", title, MAX_TITLE_LENGTH, allow_empty=True)
+    return check_text("title", title, MAX_TITLE_LENGTH, allow_empty=True)
 
 
 def _check_limit(limit: Any) -> int:

@@ -6,13 +6,14 @@ import unicodedata
 from datetime import timedelta
 from typing import Any
 
-from .errors import InvalidOptionError, InvalidSessionIdError
+from .errors import ChatHistoryError, InvalidOptionError, InvalidSessionIdError
 
 __all__ = [
     "MAX_SESSION_ID_LENGTH",
     "check_max_messages",
     "check_positive_int",
     "check_session_id",
+    "check_text",
     "check_ttl",
 ]
 
@@ -25,24 +26,36 @@ MAX_SESSION_ID_LENGTH = 16 * 1024
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
+def check_text(
+    what: str,
+    value: Any,
+    limit: int,
+    *,
+    allow_empty: bool = False,
+    error: type[ChatHistoryError] = InvalidOptionError,
+) -> str:
+    """Return ``value`` if it is a str of at most ``limit`` characters (non-empty unless
+    ``allow_empty``) without control characters, line separators or lone surrogates;
+    else raise ``error`` naming ``what`` and the problem."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a str, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise error(f"{what} must not be empty")
+    if len(value) > limit:
+        raise error(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if not value.isprintable():
+        for position, char in enumerate(value):
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                raise error(
+                    f"{what} contains the control character U+{ord(char):04X} at position "
+                    f"{position}"
+                )
+    return value
+
+
 def check_session_id(session_id: Any) -> str:
     """Return ``session_id`` if it can name a session, else raise InvalidSessionIdError."""
-    if not isinstance(session_id, str):
-        raise InvalidSessionIdError(f"session id must be a str, not {type(session_id).__name__}")
-    if not session_id:
-        raise InvalidSessionIdError("session id must not be empty")
-    if len(session_id) > MAX_SESSION_ID_LENGTH:
-        raise InvalidSessionIdError(
-            f"session id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
-        )
-    if not session_id.isprintable():
-        for position, char in enumerate(session_id):
-            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-                raise InvalidSessionIdError(
-                    f"session id contains the control character U+{ord(char):04X} at "
-                    f"position {position}"
-                )
-    return session_id
+    return check_text("session id", session_id, MAX_SESSION_ID_LENGTH, error=InvalidSessionIdError)
 
 
 def check_ttl(ttl: Any) -> int | None:

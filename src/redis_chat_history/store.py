@@ -217,9 +217,10 @@ class ChatHistoryStore:
         indexed = 0
         pattern = layout.meta_scan_pattern()
         for key in client.scan_iter(match=pattern, count=batch, _type="hash"):
-            if _text(key) not in seen:
-                seen.add(_text(key))
-                keys.append(_text(key))
+            name = _text(key)
+            if name not in seen:  # SCAN may return a key more than once
+                seen.add(name)
+                keys.append(name)
             if len(keys) >= batch:
                 indexed += self._drive(_sessions.reindex_flow(self.config, keys, owner))
                 keys = []

@@ -522,6 +522,28 @@ def _length_and_ttl(client: SyncClient, key: str) -> tuple[int, int | None]:
     return int(length), (max(int(ttl), 1) if int(ttl) >= 0 else None)
 
 
+def _source_length(
+    client: SyncClient,
+    key: str,
+    session_id: str,
+    named: list[str] | None,
+    summary: TransferSummary,
+) -> tuple[int, int | None] | None:
+    """A source session's length and ttl, or None (recorded in ``summary`` where it is a
+    problem) when it cannot be read or holds nothing: a named session that is missing is
+    reported as not found, one found by SCAN that emptied meanwhile is passed over."""
+    try:
+        length, ttl = _length_and_ttl(client, key)
+    except ChatHistoryError as exc:
+        summary.add_problem(Problem("error", str(exc), session_id))
+        return None
+    if length == 0:
+        if named is not None:
+            summary.add_problem(Problem("not_found", f"not found (no list at {key!r})", session_id))
+        return None
+    return length, ttl
+
+
 def _read_range(client: SyncClient, layout: Layout, key: str, start: int, stop: int) -> list[bytes]:
     """Chronological positions ``[start, stop)`` of a session's list, oldest first."""
     if layout.newest_first:  # chronological position i sits at index -(i + 1)
@@ -634,17 +656,10 @@ def export_sessions(
     write(_header_line(layout))
     for session_id in ids:
         key = layout.messages_key(session_id)
-        try:
-            length, ttl = _length_and_ttl(client, key)
-        except ChatHistoryError as exc:
-            summary.add_problem(Problem("error", str(exc), session_id))
+        found = _source_length(client, key, session_id, named, summary)
+        if found is None:
             continue
-        if length == 0:
-            if named is not None:
-                summary.add_problem(
-                    Problem("not_found", f"not found (no list at {key!r})", session_id)
-                )
-            continue
+        length, ttl = found
         write(_session_line(session_id, ttl))
         session_json, written = json.dumps(session_id), 0
         for chunk in _read_chunks(client, layout, key, length, chunk_size):
@@ -988,17 +1003,10 @@ def migrate_sessions(
                 and target_layout.session_id_of(source_key) is not None
             ):
                 continue  # one of the target layout's own lists, not a source session
-        try:
-            length, ttl = _length_and_ttl(source_client, source_key)
-        except ChatHistoryError as exc:
-            summary.add_problem(Problem("error", str(exc), session_id))
+        found = _source_length(source_client, source_key, session_id, named, summary)
+        if found is None:
             continue
-        if length == 0:
-            if named is not None:
-                summary.add_problem(
-                    Problem("not_found", f"not found (no list at {source_key!r})", session_id)
-                )
-            continue
+        length, ttl = found
         writer = _TargetSession(
             target_client,
             target_layout,
