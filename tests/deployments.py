@@ -22,7 +22,7 @@ TOPOLOGIES = ("standalone", "tls", "mtls", "cluster", "sentinel", "acl", "rename
 #: What an application user needs, and nothing dangerous (no KEYS, FLUSHALL, CONFIG, DEBUG).
 APP_USER_RULES = (
     "~*", "&*", "-@all", "+@read", "+@write", "+@connection", "+@scripting", "+@keyspace",
-    "-@dangerous", "+info",
+    "-@dangerous", "+info", "+time",
 )  # fmt: skip
 
 

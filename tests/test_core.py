@@ -141,11 +141,17 @@ def test_append_plan_is_one_script_call() -> None:
     (call,) = plan.calls
     assert call.keys == (
         "message_store:s",
-        "{message_store:s}\x1frch:tokens",
+        "{message_store:s}\x1frch:tokens:message_store:s",
+        "{message_store:s}\x1frch:meta:message_store:s",
+        "{message_store:s}\x1frch:tokens",  # the names 0.1.0 gave them, still consulted
         "{message_store:s}\x1frch:meta",
     )
     assert call.args[1:4] == ("LPUSH", 60, 10)
-    assert call.args[5] in (0, 1) and call.args[6:] == (b'{"type": "human", "data": {}}',)
+    assert call.args[4] in (0, 1) and call.args[5] == 0 and call.args[6] == "s"
+    assert call.args[7:] == (b'{"type": "human", "data": {}}',)
+    native = _core.plan_append(_core.StoreConfig.build("native"), "s", [{"type": "x", "data": {}}])
+    assert native is not None and len(native.calls[0].keys) == 3
+    assert native.calls[0].args[6:] == (b'{"type": "x", "data": {}}',)
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert other is not None and other.calls[0].args[0] != call.args[0]
     assert _core.plan_append(config, "s", []) is None

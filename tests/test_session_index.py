@@ -208,7 +208,7 @@ async def test_retried_append_reports_the_owner(store: Any, client: Any) -> None
     """A retry of an applied batch (same token) is skipped but still names the owner, so
     the index is refreshed even when the first reply was lost."""
     await store.create_session("s", owner="alice")
-    plan = _core.plan_append(store.config, "s", [record("a")], token="fixed-token")
+    plan = _core.plan_append(store.config, "s", [record("a")], idempotency_key="fixed-token")
     assert plan is not None
     (call,) = plan.calls
     keys = call.keys

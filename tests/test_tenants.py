@@ -21,7 +21,7 @@ from redis_chat_history import (
 #: cluster from a plain server (without it, give cluster=yes/no in the URL).
 TENANT_RULES = (
     "resetkeys", "~chat:{tenant}:*", "resetchannels", "-@all", "+@read", "+@write",
-    "+@connection", "+@scripting", "+scan", "+info", "+wait", "-@dangerous",
+    "+@connection", "+@scripting", "+scan", "+info", "+wait", "+time", "-@dangerous",
 )  # fmt: skip
 
 

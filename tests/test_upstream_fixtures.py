@@ -277,11 +277,12 @@ def write_scenario(
 
 
 def token_key(list_key: str) -> str:
-    """The retry-token key: the list key as hash tag, or after it if it has a tag already."""
+    """The retry-token key: the list key's hash tag (or the whole key) as its hash tag,
+    then the whole list key, so it names exactly one session."""
     start = list_key.find("{")
-    if start > -1 and list_key.find("}", start + 1) > start + 1:
-        return list_key + "\x1frch:tokens"
-    return "{" + list_key + "}\x1frch:tokens"
+    end = list_key.find("}", start + 1)
+    tag = list_key[start + 1 : end] if start > -1 and end > start + 1 else list_key
+    return "{" + tag + "}\x1frch:tokens:" + list_key
 
 
 def check_side_keys(client: redis.Redis, package: str, name: str) -> None:

@@ -7,23 +7,31 @@ they are written once and unit-tested without a server.
 
 Exactly-once appends: redis-py retries a command after a timeout or a dropped connection,
 and the first attempt may already have been applied. Every append therefore carries a
-random token; the append script stores the token in a per-session sorted set (scored by
-the client's clock, kept for TOKEN_WINDOW_MS), in the same hash slot as the list, and
-skips any batch whose token is already there. The list itself holds only the
-upstream-format elements.
+random token (or the caller's idempotency key); the append script stores it in a
+per-session sorted set (scored by the server's clock, kept for TOKEN_WINDOW_MS), in the
+same hash slot as the list, and skips any batch whose token is already there. The list
+itself holds only the upstream-format elements.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import codec
-from ._validate import check_max_messages, check_positive_int, check_session_id, check_ttl
+from ._validate import (
+    check_max_messages,
+    check_positive_int,
+    check_session_id,
+    check_text,
+    check_ttl,
+)
 from .durability import Durability, resolve_durability
 from .errors import InvalidOptionError, NotDurableError, WrongTypeError
 from .layouts import Layout, resolve_layout
@@ -32,20 +40,26 @@ __all__ = [
     "APPEND_SCRIPT",
     "AppendOutcome",
     "Call",
+    "EvictionWatch",
     "Plan",
     "RetryTimer",
     "Script",
     "StoreConfig",
+    "persisting_tokens",
     "plan_append",
     "plan_clear",
     "plan_count",
     "plan_read",
+    "check_idempotency_key",
     "durability_problem",
+    "eviction_risk",
     "server_version",
     "translate_error",
+    "wrong_type_reply",
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger("redis_chat_history")
 
 #: How long (ms) and how many append tokens a session remembers for duplicate detection.
 TOKEN_WINDOW_MS = 10 * 60 * 1000
@@ -69,20 +83,59 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
 
-# KEYS: the message list, the token set, the session's metadata hash (same hash slot).
-# ARGV: token, push command, ttl (0 = keep), max messages (0 = all), now in ms,
-#       prune (1 = drop tokens older than the window), the elements...
+# The Redis server's clock in ms. Scripts replicate their effects, so reading TIME before
+# writing is allowed, and every writer agrees on it whatever its own clock says.
+NOW_MS_LUA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# adopt_meta(meta, legacy, session): the metadata hash under the name version 0.1.0 gave it
+# becomes the session's, renamed in place (same slot, ttl kept), if its 'session' field
+# names this session: two sessions could share the old name, and only its writer owns it.
+ADOPT_META_LUA = """
+local function adopt_meta(meta, legacy, session)
+  if not legacy or redis.call('TYPE', legacy)['ok'] ~= 'hash' then
+    return false
+  end
+  if redis.call('HGET', legacy, 'session') ~= session then
+    return false
+  end
+  redis.call('RENAME', legacy, meta)
+  return true
+end
+"""
+
+# KEYS: the message list, the token set, the session's metadata hash (same hash slot),
+#       and for the legacy layouts the token set and metadata under their 0.1.0 names.
+# ARGV: token, push command, ttl (0 = keep), max messages (0 = all), prune (1 = drop
+#       tokens older than the window), persist (1 = tokens of a session without ttl get
+#       no expiry), the session id (legacy layouts only), the elements...
 # The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
 # back if the push fails, so a failed append leaves nothing behind. Errors other than
-# WRONGTYPE (READONLY, NOREPLICAS, OOM, ...) are passed on unchanged. Pruning runs on a
-# random share of appends: it is rarely needed and each extra call costs ~2 us in Redis.
+# WRONGTYPE (READONLY, NOREPLICAS, OOM, ...) are passed on unchanged. Tokens are scored by
+# the server's clock, so writers with skewed clocks cannot prune each other's. Pruning runs
+# on a random share of appends: it is rarely needed and each extra call costs ~2 us.
+# Under a volatile-* eviction policy only keys with a ttl are evicted, so the token set of
+# a session without ttl is then kept without one (bounded by the pruning) instead of
+# being the first key evicted, which would let a re-send be stored twice.
 # Reply: {1 (applied) or 0 (a retry of an applied batch), message count}, followed by
 # the owner and last activity (ms) when the session has metadata with an owner.
 # Sessions without metadata pay one EXISTS. With metadata, an append is activity: it sets
 # last_activity (server clock, never going back) and the list's ttl on the hash; a
 # metadata key of another type is left alone, since the append itself has succeeded.
 APPEND_SCRIPT = Script(
-    f"""
+    NOW_MS_LUA
+    + ADOPT_META_LUA
+    + f"""
+local legacy = #KEYS > 3
+local first = legacy and 8 or 7
+local function has_meta()
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return true
+  end
+  return legacy and adopt_meta(KEYS[3], KEYS[5], ARGV[7])
+end
 local function with_owner(reply, ttl, touch)
   local meta = redis.pcall('HMGET', KEYS[3], 'owner', 'last_activity')
   if meta['err'] then
@@ -90,8 +143,6 @@ local function with_owner(reply, ttl, touch)
   end
   local last = tonumber(meta[2]) or 0
   if touch then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
     if now > last then
       last = now
       redis.call('HSET', KEYS[3], 'last_activity', now)
@@ -105,22 +156,27 @@ local function with_owner(reply, ttl, touch)
   end
   return reply
 end
-local added = redis.pcall('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[1])
+local added = redis.pcall('ZADD', KEYS[2], 'NX', now, ARGV[1])
 if type(added) == 'table' then
   if not string.find(added['err'], 'WRONGTYPE', 1, true) then
     return added
   end
   return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[2])['ok'])
 end
+if added == 1 and legacy and type(redis.pcall('ZSCORE', KEYS[4], ARGV[1])) == 'string' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  added = 0
+end
 if added == 0 then
   local reply = {{0, redis.call('LLEN', KEYS[1])}}
-  if redis.call('EXISTS', KEYS[3]) == 1 then
+  if has_meta() then
     return with_owner(reply, 0, false)
   end
   return reply
 end
 local push, last = ARGV[2], #ARGV
-local length = redis.pcall(push, KEYS[1], unpack(ARGV, 7, math.min(last, {6 + PUSH_CHUNK})))
+local length = redis.pcall(push, KEYS[1],
+                           unpack(ARGV, first, math.min(last, first + {PUSH_CHUNK - 1})))
 if type(length) == 'table' then
   redis.pcall('ZREM', KEYS[2], ARGV[1])
   if not string.find(length['err'], 'WRONGTYPE', 1, true) then
@@ -128,8 +184,8 @@ if type(length) == 'table' then
   end
   return redis.error_reply('WRONGTYPE rch 1 ' .. redis.call('TYPE', KEYS[1])['ok'])
 end
-for first = {7 + PUSH_CHUNK}, last, {PUSH_CHUNK} do
-  length = redis.call(push, KEYS[1], unpack(ARGV, first, math.min(last, first + {PUSH_CHUNK - 1})))
+for chunk = first + {PUSH_CHUNK}, last, {PUSH_CHUNK} do
+  length = redis.call(push, KEYS[1], unpack(ARGV, chunk, math.min(last, chunk + {PUSH_CHUNK - 1})))
 end
 local ttl, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 if cap > 0 and length > cap then
@@ -143,12 +199,18 @@ end
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
 end
-if ARGV[6] == '1' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[5]) - {TOKEN_WINDOW_MS})
+if ARGV[5] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - {TOKEN_WINDOW_MS})
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -{MAX_TOKENS + 1})
 end
-redis.call('PEXPIRE', KEYS[2], math.max({TOKEN_WINDOW_MS}, ttl * 1000))
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], math.max({TOKEN_WINDOW_MS}, ttl * 1000))
+elseif ARGV[6] == '1' then
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('PEXPIRE', KEYS[2], {TOKEN_WINDOW_MS})
+end
+if has_meta() then
   return with_owner({{1, length}}, ttl, true)
 end
 return {{1, length}}
@@ -156,11 +218,25 @@ return {{1, length}}
 )
 
 
-# Both keys share a hash slot, so one script may delete them on Redis Cluster too.
+# KEYS: the list, the token set, [the 0.1.0 token set] (one slot, so this works on a
+# cluster too). Keys of another type are reported, not deleted: {'WRONGTYPE', n, type}.
 CLEAR_SCRIPT = Script("""
+local expected = {'list', 'zset', 'zset'}
+for n = 1, #KEYS do
+  local found = redis.call('TYPE', KEYS[n])['ok']
+  if found ~= 'none' and found ~= expected[n] then
+    if n < 3 then
+      return {'WRONGTYPE', n, found}
+    end
+    expected[n] = false
+  end
+end
 local had_messages = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2])
-return had_messages
+if expected[3] and KEYS[3] then
+  redis.call('DEL', KEYS[3])
+end
+return {had_messages}
 """)
 
 
@@ -190,11 +266,14 @@ def _append_result(
 
 
 class Call(NamedTuple):
-    """One Redis call: a plain command, or a script with its keys and args."""
+    """One Redis call: a plain command, or a script with its keys and args. ``raw`` asks
+    for the reply as bytes even from a ``decode_responses=True`` client (stored messages
+    are decoded by :mod:`codec`, which reports a non-UTF-8 element as corrupt)."""
 
     args: tuple[Any, ...]
     script: Script | None = None
     keys: tuple[str, ...] = ()
+    raw: bool = False
 
 
 @dataclass(slots=True)
@@ -277,54 +356,133 @@ class RetryTimer:
         return delay
 
 
+#: The longest idempotency key accepted, in characters.
+MAX_IDEMPOTENCY_KEY_LENGTH = 512
+
+
+def check_idempotency_key(key: Any) -> str:
+    """An idempotency key is a non-empty str of printable characters (a client message id,
+    a UUID, ...) of at most MAX_IDEMPOTENCY_KEY_LENGTH characters."""
+    return check_text("idempotency_key", key, MAX_IDEMPOTENCY_KEY_LENGTH)
+
+
 def plan_append(
     config: StoreConfig,
     session_id: str,
     records: Sequence[Mapping[str, Any]],
     *,
     durability: Durability | None = None,
-    token: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Plan[int | AppendOutcome] | None:
     """Append ``records`` (chronological) atomically; the reply is the new message count,
     or an AppendOutcome when the session has an owner whose index needs refreshing.
 
+    ``idempotency_key`` names the batch: a batch whose key the session saw within the
+    retry window (TOKEN_WINDOW_MS, at most MAX_TOKENS keys) is not stored again. Without
+    one a random key is made, which covers redis-py's own re-sends.
+
     With a durability level, WAIT/WAITAOF follows on the same connection in the same round
-    trip; if the level is not reached the AppendOutcome carries NotDurableError for the
-    store to raise. Returns None for an empty batch, which needs no round trip.
+    trip; if the level is not reached the AppendOutcome carries NotDurableError (with the
+    idempotency key to retry with) for the store to raise. Returns None for an empty batch,
+    which needs no round trip.
     """
     check_session_id(session_id)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
     elements = codec.encode_records(records, config.max_message_bytes)
     if not elements:
         return None
     layout = config.layout
-    keys = (
+    keys: tuple[str, ...] = (
         layout.messages_key(session_id),
         layout.token_key(session_id),
         layout.meta_key(session_id),
     )
     entropy = os.urandom(12)
-    args = (
-        token or entropy.hex(),
+    token = idempotency_key or entropy.hex()
+    head: tuple[Any, ...] = (
+        token,
         "LPUSH" if layout.newest_first else "RPUSH",
         config.ttl or 0,
         config.max_messages or 0,
-        time.time_ns() // 1_000_000,
         1 if entropy[0] % PRUNE_EVERY == 0 else 0,
-        *elements,
+        0,  # see persisting_tokens
     )
-    call = Call(args=args, script=APPEND_SCRIPT, keys=keys)
+    legacy_tokens = layout.legacy_token_key(session_id)
+    legacy_meta = layout.legacy_meta_key(session_id)
+    if legacy_tokens is not None and legacy_meta is not None:
+        keys += (legacy_tokens, legacy_meta)
+        head += (session_id,)
+    call = Call(args=(*head, *elements), script=APPEND_SCRIPT, keys=keys)
     level = durability or config.durability
     if not level.waits:
         return Plan((call,), lambda replies: _append_result(replies[0]), keys)
 
     def parse(replies: list[Any]) -> int | AppendOutcome:
         try:
-            level.check(replies[1])
+            level.check(replies[1], idempotency_key=token)
         except NotDurableError as not_durable:
             return _append_result(replies[0], not_durable)
         return _append_result(replies[0])
 
     return Plan((call, Call(level.command())), parse, keys, same_connection=True)
+
+
+class EvictionWatch:
+    """The eviction policy of each client's server, learned once per client (weakly held),
+    and the warning about it given once per client."""
+
+    def __init__(self) -> None:
+        self._policies: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._warned: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def knows(self, client: Any) -> bool:
+        return client in self._policies
+
+    def learn(self, client: Any, info: Mapping[str, Any] | None) -> None:
+        """Record the policy from an ``INFO memory`` reply (None: it could not be read,
+        e.g. an ACL user without INFO; treated as noeviction, the server default)."""
+        policy = "noeviction" if info is None else str(info.get("maxmemory_policy", ""))
+        self._policies[client] = policy or "noeviction"
+
+    def persist_tokens(self, client: Any, ttl: int | None) -> bool:
+        """Whether appends through ``client`` keep token sets of sessions without ttl from
+        expiring; logs the remaining risk, if any, once per client."""
+        persist, warning = eviction_risk(self._policies.get(client, "noeviction"), ttl)
+        if warning is not None and client not in self._warned:
+            self._warned.add(client)
+            logger.warning("%s", warning)
+        return persist
+
+
+def persisting_tokens(plan: Plan[T]) -> Plan[T]:
+    """The same append, keeping the token set of a session without ttl from expiring (for
+    servers that evict only keys with a ttl; see APPEND_SCRIPT)."""
+    call = plan.calls[0]
+    assert call.script is APPEND_SCRIPT
+    args = (*call.args[:5], 1, *call.args[6:])
+    calls = (call._replace(args=args), *plan.calls[1:])
+    return Plan(calls, plan.parse, plan.keys, plan.same_connection)
+
+
+def eviction_risk(policy: str, ttl: int | None) -> tuple[bool, str | None]:
+    """Whether to keep token sets without expiry under ``policy`` (the server's
+    ``maxmemory-policy``), and a warning when exactly-once cannot be guaranteed."""
+    if policy.startswith("allkeys-"):
+        return False, (
+            f"maxmemory-policy {policy} lets Redis evict any key under memory pressure: "
+            "messages themselves, and the retry tokens that keep a re-sent append from "
+            "being stored twice; use noeviction (or volatile-* without a ttl) for chat history"
+        )
+    if policy.startswith("volatile-"):
+        if ttl:
+            return True, (
+                f"maxmemory-policy {policy} with a ttl lets Redis evict a session's retry "
+                "tokens (they expire like the session) under memory pressure, and a re-sent "
+                "append could then be stored twice; use noeviction, or no ttl"
+            )
+        return True, None
+    return False, None
 
 
 Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
@@ -348,6 +506,15 @@ def _indices(window: Window, count: int) -> range:
     return range(count)  # Redis clamped a negative start to 0
 
 
+#: The largest ``last``, ``start`` or ``stop`` (Redis list indexes are signed 64-bit).
+MAX_POSITION = 2**63 - 1
+
+
+def _check_position(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POSITION:
+        raise InvalidOptionError(f"{name} must be an int from 0 to 2**63 - 1, got {value!r}")
+
+
 def plan_read(
     config: StoreConfig,
     session_id: str,
@@ -361,17 +528,14 @@ def plan_read(
     """Read chronological positions ``[start, stop)``, or only the newest ``last``."""
     check_session_id(session_id)
     if last is not None:
-        if isinstance(last, bool) or not isinstance(last, int) or last < 0:
-            raise InvalidOptionError(f"last must be an int >= 0, got {last!r}")
+        _check_position("last", last)
         if last == 0:
             return Plan((), lambda replies: [])
         window = (0, last - 1) if config.layout.newest_first else (-last, -1)
     else:
-        for name, value in (("start", start), ("stop", stop)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise InvalidOptionError(f"{name} must be an int >= 0, got {value!r}")
+        _check_position("start", start)
+        if stop is not None:
+            _check_position("stop", stop)
         if stop is not None and stop <= start:
             return Plan((), lambda replies: [])
         window = _window(config.layout.newest_first, start, stop)
@@ -388,7 +552,7 @@ def plan_read(
             elements, key=key, indices=indices, strict=use_strict, convert=convert
         )
 
-    return Plan((Call(("LRANGE", key, *window)),), parse, (key,))
+    return Plan((Call(("LRANGE", key, *window), raw=True),), parse, (key,))
 
 
 def plan_count(config: StoreConfig, session_id: str) -> Plan[int]:
@@ -399,12 +563,41 @@ def plan_count(config: StoreConfig, session_id: str) -> Plan[int]:
 
 
 def plan_clear(config: StoreConfig, session_id: str) -> Plan[bool]:
-    """Delete the session's keys atomically; the reply says whether it had messages."""
+    """Delete the session's messages and retry tokens atomically (metadata stays); the
+    reply says whether it had messages. A key of another type raises WrongTypeError and
+    nothing is deleted."""
     check_session_id(session_id)
     layout = config.layout
-    keys = (layout.messages_key(session_id), layout.token_key(session_id))
-    call = Call(args=(), script=CLEAR_SCRIPT, keys=keys)
-    return Plan((call,), lambda replies: int(replies[0]) > 0, keys)
+    keys: tuple[str, ...] = (layout.messages_key(session_id), layout.token_key(session_id))
+    legacy = layout.legacy_token_key(session_id)
+    if legacy is not None:
+        keys += (legacy,)
+
+    def parse(replies: list[Any]) -> bool:
+        reply = replies[0]
+        wrong = wrong_type_reply(reply, keys, ("list", "sorted set"))
+        if wrong is not None:
+            raise wrong
+        return int(reply[0]) > 0
+
+    return Plan((Call(args=(), script=CLEAR_SCRIPT, keys=keys),), parse, keys)
+
+
+def wrong_type_reply(
+    reply: Any, keys: Sequence[str], expected: Sequence[str]
+) -> WrongTypeError | None:
+    """WrongTypeError for a script's ``{'WRONGTYPE', key number, type}`` reply, else None.
+
+    Scripts that check types before writing answer this way (rather than with an error
+    reply), so a pipeline of them still returns the other scripts' results."""
+    if not (isinstance(reply, list) and len(reply) == 3):
+        return None
+    marker = reply[0]
+    if (marker.decode() if isinstance(marker, bytes) else marker) != "WRONGTYPE":
+        return None
+    position = int(reply[1]) - 1
+    found = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+    return WrongTypeError(keys[position], expected[position], found)
 
 
 def server_version(info: Mapping[str, Any]) -> tuple[int, ...]:

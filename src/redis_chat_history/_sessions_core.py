@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from ._core import Call, Plan, Script, StoreConfig
+from ._core import (
+    ADOPT_META_LUA,
+    NOW_MS_LUA,
+    Call,
+    Plan,
+    Script,
+    StoreConfig,
+    wrong_type_reply,
+)
 from ._validate import MAX_SESSION_ID_LENGTH, check_session_id, check_text
 from .errors import ChatHistoryError, InvalidOptionError, OwnerConflictError, WrongTypeError
 
@@ -160,14 +168,16 @@ def _parse_cursor(cursor: Any) -> tuple[int, bytes]:
 
 # ------------------------------------------------------------------------------------ scripts
 
-# The Redis server's clock in ms (TIME before writes is fine: scripts replicate effects).
-_NOW_MS = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-"""
+_NOW_MS = NOW_MS_LUA
 
-# KEYS: meta, list. Checks both keys' types; a wrong one is reported, not touched.
-_CHECK_TYPES = """
+# KEYS: meta, list, [meta under its 0.1.0 name]; ARGV[1]: the session id. Adopts old-named
+# metadata, then checks both keys' types; a wrong one is reported, not touched.
+_CHECK_TYPES = (
+    ADOPT_META_LUA
+    + """
+if KEYS[3] and redis.call('EXISTS', KEYS[1]) == 0 then
+  adopt_meta(KEYS[1], KEYS[3], ARGV[1])
+end
 local meta_type = redis.call('TYPE', KEYS[1])['ok']
 if meta_type ~= 'none' and meta_type ~= 'hash' then
   return {'WRONGTYPE', 1, meta_type}
@@ -178,8 +188,10 @@ if list_type ~= 'none' and list_type ~= 'list' then
 end
 local length = redis.call('LLEN', KEYS[2])
 """
+)
 
-# KEYS: meta, list. Reply: {message count} without metadata, else {count, {field, value...}}.
+# KEYS: meta, list, [legacy meta]. ARGV: session id.
+# Reply: {message count} without metadata, else {count, {field, value...}}.
 READ_INFO_SCRIPT = Script(
     _CHECK_TYPES
     + """
@@ -190,7 +202,8 @@ return {length, redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: meta, list. ARGV: session id, ttl (0 = none), owner ('' = none), '1' + title or ''.
+# KEYS: meta, list, [legacy meta].
+# ARGV: session id, ttl (0 = none), owner ('' = none), '1' + title or ''.
 # Fills in what is missing and never overwrites: created, owner and title stay as they
 # are. A session with a ttl counts creating as activity (both keys get the ttl); without
 # one the metadata inherits the list's remaining ttl, so it never outlives the messages.
@@ -230,7 +243,8 @@ return {length, redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: meta, list. ARGV: session id, title. Reply: 1, or 0 if there is no such session.
+# KEYS: meta, list, [legacy meta]. ARGV: session id, title.
+# Reply: 1, or 0 if there is no such session.
 # Renaming is not activity: last_activity and ttls stay. A session without metadata gets
 # it, with the list's remaining ttl.
 RENAME_SCRIPT = Script(
@@ -254,16 +268,31 @@ return 1
 """
 )
 
-# KEYS: list, tokens, meta (one slot). Reply: {keys removed of list and meta, owner or nil}.
-DELETE_SCRIPT = Script("""
-local owner = false
-if redis.call('TYPE', KEYS[3])['ok'] == 'hash' then
-  owner = redis.call('HGET', KEYS[3], 'owner')
+# KEYS: list, tokens, meta, [tokens and meta under their 0.1.0 names] (one slot). ARGV:
+# the session id. Reply: {keys removed of list and meta, owner or nil}, or, touching
+# nothing, {'WRONGTYPE', key number, type} when a key holds another type.
+DELETE_SCRIPT = Script(
+    ADOPT_META_LUA
+    + """
+if KEYS[5] and redis.call('EXISTS', KEYS[3]) == 0 then
+  adopt_meta(KEYS[3], KEYS[5], ARGV[1])
 end
+local expected = {'list', 'zset', 'hash'}
+for n = 1, 3 do
+  local found = redis.call('TYPE', KEYS[n])['ok']
+  if found ~= 'none' and found ~= expected[n] then
+    return {'WRONGTYPE', n, found}
+  end
+end
+local owner = redis.call('HGET', KEYS[3], 'owner')
 local removed = redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('DEL', KEYS[2])
+if KEYS[4] and redis.call('TYPE', KEYS[4])['ok'] == 'zset' then
+  redis.call('DEL', KEYS[4])
+end
 return {removed, owner}
-""")
+"""
+)
 
 # Scripts on an owner index (KEYS[1]) report a key of another type as "WRONGTYPE rch 2
 # <type>", which _core.translate_error turns into WrongTypeError(<plan.keys[1]>, "sorted
@@ -346,8 +375,17 @@ def _pairs(reply: Sequence[Any]) -> list[tuple[str, int]]:
     return [(_text(reply[i]), int(float(reply[i + 1]))) for i in range(0, len(reply) - 1, 2)]
 
 
+#: The latest time a datetime can hold, in ms since the epoch (the end of year 9999).
+_MAX_MS = 253402300799999
+
+
 def _ms(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    """A stored time in ms, or None if it is missing or not a time (a corrupt or
+    hand-edited hash must not break a whole listing)."""
+    if value is None or not value.isdigit() or len(value) > 15:
+        return None
+    ms = int(value)
+    return ms if ms <= _MAX_MS else None
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -389,10 +427,16 @@ def _read(session_id: str, reply: Any, meta_key: str, list_key: str) -> _Read:
     return _Read(info, last_ms)
 
 
-def _read_call(config: StoreConfig, session_id: str) -> Call:
+def _meta_keys(config: StoreConfig, session_id: str) -> tuple[str, ...]:
+    """KEYS of the scripts on one session's metadata: meta, list, [meta's 0.1.0 name]."""
     layout = config.layout
-    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
-    return Call((), READ_INFO_SCRIPT, keys)
+    keys: tuple[str, ...] = (layout.meta_key(session_id), layout.messages_key(session_id))
+    legacy = layout.legacy_meta_key(session_id)
+    return keys if legacy is None else (*keys, legacy)
+
+
+def _read_call(config: StoreConfig, session_id: str) -> Call:
+    return Call((session_id,), READ_INFO_SCRIPT, _meta_keys(config, session_id))
 
 
 def _plan_reads(config: StoreConfig, session_ids: Sequence[str]) -> Plan[list[_Read]]:
@@ -401,7 +445,7 @@ def _plan_reads(config: StoreConfig, session_ids: Sequence[str]) -> Plan[list[_R
 
     def parse(replies: list[Any]) -> list[_Read]:
         return [
-            _read(session_id, reply, *call.keys)
+            _read(session_id, reply, *call.keys[:2])
             for session_id, reply, call in zip(session_ids, replies, calls, strict=True)
         ]
 
@@ -415,18 +459,17 @@ def plan_session_info(config: StoreConfig, session_id: str) -> Plan[SessionInfo 
     """The session's metadata and message count; None if it has neither."""
     check_session_id(session_id)
     call = _read_call(config, session_id)
-    return Plan((call,), lambda replies: _read(session_id, replies[0], *call.keys).info)
+    return Plan((call,), lambda replies: _read(session_id, replies[0], *call.keys[:2]).info)
 
 
 def plan_rename(config: StoreConfig, session_id: str, title: str) -> Plan[bool]:
     """Set the session's title; False if there is no such session (nothing is created)."""
     check_session_id(session_id)
     check_title(title)
-    layout = config.layout
-    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    keys = _meta_keys(config, session_id)
 
     def parse(replies: list[Any]) -> bool:
-        _raise_wrong_type(replies[0], *keys)
+        _raise_wrong_type(replies[0], *keys[:2])
         return int(replies[0]) == 1
 
     return Plan((Call((session_id, title), RENAME_SCRIPT, keys),), parse)
@@ -485,8 +528,7 @@ def create_flow(
         check_owner(owner)
     if title is not None:
         check_title(title)
-    layout = config.layout
-    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    keys = _meta_keys(config, session_id)
     args = (session_id, config.ttl or 0, owner or "", "" if title is None else "1" + title)
 
     def parse(replies: list[Any]) -> _Read:
@@ -495,34 +537,49 @@ def create_flow(
             raise OwnerConflictError(
                 f"session {session_id!r} already belongs to another owner; nothing was changed"
             )
-        return _read(session_id, reply, *keys)
+        return _read(session_id, reply, *keys[:2])
 
     read: _Read = yield Plan((Call(args, CREATE_SCRIPT, keys),), parse)
     info = read.info
-    assert info is not None and read.last_activity_ms is not None  # the script wrote both
-    if info.owner is not None:
+    assert info is not None  # the script wrote it
+    if info.owner is not None and read.last_activity_ms is not None:
         yield plan_touch_index(config, info.owner, session_id, read.last_activity_ms)
     return info
 
 
 def delete_flow(config: StoreConfig, session_ids: Sequence[str]) -> Flow[int]:
     """Delete whole sessions (list, retry tokens, metadata: one script each, pipelined),
-    then their owner index entries; return how many sessions existed."""
+    then their owner index entries; return how many sessions existed.
+
+    Each session goes whole or not at all: one with a key of another type is left
+    untouched and reported (WrongTypeError, after the others are deleted)."""
     layout = config.layout
     calls = []
     for session_id in session_ids:
         check_session_id(session_id)
-        keys = (
+        keys: tuple[str, ...] = (
             layout.messages_key(session_id),
             layout.token_key(session_id),
             layout.meta_key(session_id),
         )
-        calls.append(Call((), DELETE_SCRIPT, keys))
+        legacy_tokens = layout.legacy_token_key(session_id)
+        legacy_meta = layout.legacy_meta_key(session_id)
+        if legacy_tokens is not None and legacy_meta is not None:
+            keys += (legacy_tokens, legacy_meta)
+        calls.append(Call((session_id,), DELETE_SCRIPT, keys))
     if not calls:
         return 0
     replies: list[Any] = yield Plan(tuple(calls), lambda replies: replies)
     by_owner: dict[str, list[str]] = {}
-    for session_id, (_removed, owner) in zip(session_ids, replies, strict=True):
+    deleted = 0
+    refused: WrongTypeError | None = None
+    for session_id, reply, call in zip(session_ids, replies, calls, strict=True):
+        wrong = wrong_type_reply(reply, call.keys, ("list", "sorted set", "hash"))
+        if wrong is not None:
+            refused = refused or wrong
+            continue
+        removed, owner = reply
+        deleted += int(removed) > 0
         if owner is not None:
             by_owner.setdefault(_text(owner), []).append(session_id)
     if by_owner:
@@ -532,12 +589,15 @@ def delete_flow(config: StoreConfig, session_ids: Sequence[str]) -> Flow[int]:
         )
         purpose = "remove deleted sessions from their owners' indexes"
         yield BestEffort(Plan(removals, lambda replies: None), purpose)
-    return sum(1 for removed, _owner in replies if int(removed) > 0)
+    if refused is not None:
+        raise refused
+    return deleted
 
 
 def _is_listed(read: _Read, owner: str) -> bool:
-    """Whether an index entry is backed by a live session of that owner."""
-    return read.info is not None and read.last_activity_ms is not None and read.info.owner == owner
+    """Whether an index entry is backed by a live session of that owner (whose times may
+    be unreadable: such a session is listed, without them, rather than dropped)."""
+    return read.info is not None and read.info.owner == owner
 
 
 def _plan_prune(index: str, stale: Sequence[tuple[str, int]]) -> Plan[int]:
@@ -581,9 +641,9 @@ def owner_sessions_flow(
             if not _is_listed(read, owner):
                 stale.append((member, score))
                 continue
-            assert read.info is not None and read.last_activity_ms is not None
+            assert read.info is not None
             found.append((score, read.info))
-            if read.last_activity_ms > score:
+            if read.last_activity_ms is not None and read.last_activity_ms > score:
                 behind.append((member, read.last_activity_ms))
         if len(entries) < count:
             break
@@ -611,14 +671,21 @@ def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | Non
         lambda replies: [_fields(reply) for reply in replies],
     )
     touches: list[Call] = []
+    legacy: list[str] = []
     for key, fields in zip(meta_keys, metas, strict=True):
         session_id, session_owner = fields.get("session"), fields.get("owner")
         last_ms = _ms(fields.get("last_activity"))
         if session_id is None or session_owner is None or last_ms is None:
             continue
-        if (owner is not None and session_owner != owner) or layout.meta_key(session_id) != key:
-            continue  # another owner's, or another layout's (or not ours at all)
+        if owner is not None and session_owner != owner:
+            continue
+        if layout.meta_key(session_id) != key:
+            if layout.legacy_meta_key(session_id) != key:
+                continue  # another layout's (or not ours at all)
+            legacy.append(session_id)
         touches.extend(plan_touch_index(config, session_owner, session_id, last_ms).calls)
+    if legacy:  # reading a session adopts its metadata under the current name
+        yield _plan_reads(config, legacy)
     if touches:
         yield Plan(tuple(touches), lambda replies: None, _index_keys(touches[0].keys[0]))
     return len(touches)

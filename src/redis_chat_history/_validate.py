@@ -10,12 +10,17 @@ from .errors import ChatHistoryError, InvalidOptionError, InvalidSessionIdError
 
 __all__ = [
     "MAX_SESSION_ID_LENGTH",
+    "MAX_TTL_SECONDS",
     "check_max_messages",
     "check_positive_int",
     "check_session_id",
     "check_text",
     "check_ttl",
 ]
+
+#: The longest ttl accepted, in seconds (100 years): Redis refuses expiry times whose
+#: milliseconds overflow, and would do so only after the batch was written.
+MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 
 #: The longest session id accepted, in characters: room for ids that embed a document
 #: hash or a JWT subject (10 KB ids are tested on a cluster), while keeping keys small.
@@ -73,6 +78,11 @@ def check_ttl(ttl: Any) -> int | None:
         )
     if ttl < 0:
         raise InvalidOptionError(f"ttl must not be negative (got {ttl}); use None for no expiry")
+    if ttl > MAX_TTL_SECONDS:
+        raise InvalidOptionError(
+            f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years), got {ttl}; "
+            "use None for no expiry"
+        )
     return ttl or None
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.asyncio.cluster import PipelineCommand
+from redis.client import NEVER_DECODE
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -37,6 +38,9 @@ __all__ = ["AsyncChatHistoryStore"]
 T = TypeVar("T")
 logger = logging.getLogger("redis_chat_history")
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+_EVICTION = _core.EvictionWatch()
+# Replies as bytes even from a decode_responses=True client (see _core.Call.raw).
+_RAW = {NEVER_DECODE: True}
 
 
 def _text(key: bytes | str) -> str:
@@ -121,17 +125,25 @@ class AsyncChatHistoryStore:
         records: Sequence[Mapping[str, Any]],
         *,
         durability: Durability | str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Append records (oldest first) atomically, exactly once; return the message count.
 
         ``durability`` overrides the store's level for this call (see Durability); if it is
         not reached in time NotDurableError says the records were written all the same.
+        ``idempotency_key`` (a client message id, say) names the batch: sent again within
+        10 minutes it is not stored twice, even by another process or after a restart.
+        Without one, only redis-py's own re-sends of this call are recognised.
         """
         level = self.config.durability if durability is None else resolve_durability(durability)
         await self._check_durability(level)
-        plan = _core.plan_append(self.config, session_id, records, durability=level)
+        plan = _core.plan_append(
+            self.config, session_id, records, durability=level, idempotency_key=idempotency_key
+        )
         if plan is None:
             return await self.count(session_id)
+        if await self._persist_tokens():
+            plan = _core.persisting_tokens(plan)
         result = await self._run(plan)
         return result if isinstance(result, int) else await self._after_append(session_id, result)
 
@@ -318,6 +330,23 @@ class AsyncChatHistoryStore:
             raise error from exc
         return plan.parse(replies)
 
+    async def _persist_tokens(self) -> bool:
+        """Whether this client's server evicts only keys with a ttl (learned by one INFO
+        per client), so token sets must not get one; see _core.EvictionWatch."""
+        client = await self._connection()
+        if not _EVICTION.knows(client):
+            try:
+                if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                    info = await client.info("memory", target_nodes=client.get_default_node())
+                else:
+                    info = await client.info("memory")
+            except ResponseError:  # INFO refused (ACL) or renamed away
+                info = None
+            except RedisError:  # unreachable now: the append itself retries or fails
+                return False
+            _EVICTION.learn(client, info)
+        return _EVICTION.persist_tokens(client, self.config.ttl)
+
     async def _check_durability(self, level: Durability) -> None:
         if not level.waits:
             return
@@ -407,7 +436,7 @@ class AsyncChatHistoryStore:
     @staticmethod
     async def _send(client: AsyncClient, call: _core.Call) -> Any:
         if call.script is None:
-            return await client.execute_command(*call.args)
+            return await client.execute_command(*call.args, **(_RAW if call.raw else {}))
         keys = call.keys
         try:
             return await client.evalsha(call.script.sha, len(keys), *keys, *call.args)

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "MAX_NESTING_DEPTH",
     "Record",
     "decode_elements",
     "encode_records",
@@ -36,6 +37,11 @@ __all__ = [
 
 #: Largest encoded message accepted by default (1 MiB).
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+#: The deepest nesting of objects and arrays a message may have (the record itself and
+#: its ``data`` count as two levels). Deeper values exhaust Python's recursion limit in
+#: json and in the libraries that read messages, so they are refused on write and
+#: reported as corrupt on read.
+MAX_NESTING_DEPTH = 256
 
 Record = dict[str, Any]
 T = TypeVar("T")
@@ -67,6 +73,8 @@ def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list
             )
         try:
             element = json.dumps(record).encode("ascii")
+        except RecursionError:
+            element = b""  # too deep for json: reported just below
         except (TypeError, ValueError) as exc:
             raise InvalidMessageError(
                 f"message {position} of the batch cannot be encoded as JSON ({exc}); "
@@ -74,6 +82,11 @@ def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list
             ) from exc
         if len(element) > max_bytes:
             raise MessageTooLargeError(len(element), max_bytes, position)
+        if not element or _too_deep(element, record):
+            raise InvalidMessageError(
+                f"message {position} of the batch is nested more than {MAX_NESTING_DEPTH} "
+                "levels deep; nothing of the batch was written"
+            )
         encoded.append(element)
     return encoded
 
@@ -88,6 +101,32 @@ _LONG_DIGIT_RUN = bytes(19)
 def _has_long_digit_run(element: bytes | str) -> bool:
     raw = element if isinstance(element, bytes) else element.encode("utf-8", "surrogatepass")
     return raw.translate(_DIGITS_TO_NUL).find(_LONG_DIGIT_RUN) >= 0
+
+
+_TOO_DEEP = object()
+
+
+def _too_deep(element: bytes | str, value: Any) -> bool:
+    """Whether ``value`` (decoded from ``element``) nests deeper than MAX_NESTING_DEPTH.
+
+    Only an element with that many brackets can, so most are never walked."""
+    if isinstance(element, str):
+        if element.count("[") + element.count("{") < MAX_NESTING_DEPTH:
+            return False
+    elif element.count(b"[") + element.count(b"{") < MAX_NESTING_DEPTH:
+        return False
+    level: list[Any] = [value]
+    for _depth in range(MAX_NESTING_DEPTH):
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(v for v in item.values() if isinstance(v, (dict, list)))
+            elif isinstance(item, list):
+                inner.extend(v for v in item if isinstance(v, (dict, list)))
+        if not inner:
+            return False
+        level = inner
+    return True
 
 
 def _loads(element: bytes | str) -> Any:
@@ -139,6 +178,12 @@ def decode_elements(
             except (ValueError, UnicodeDecodeError) as exc:
                 _corrupt(key, index, f"not valid JSON ({exc})", strict)
                 continue
+            except RecursionError:
+                record = _TOO_DEEP  # reported just below
+            if record is _TOO_DEEP or _too_deep(element, record):
+                reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
+                _corrupt(key, index, reason, strict)
+                continue
             if not is_record(record):
                 _corrupt(key, index, "not a {'type': str, 'data': dict} record", strict)
                 continue
@@ -147,7 +192,7 @@ def decode_elements(
                 continue
             try:
                 out.append(convert(record))
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 _corrupt(key, index, f"not a readable message ({exc})", strict)
     return out
 

@@ -34,6 +34,11 @@ class Durability:
                 raise InvalidOptionError(f"durability {name} must be an int >= 0, got {value!r}")
         if not isinstance(self.fsync, bool):
             raise InvalidOptionError("durability fsync must be a bool")
+        if self.waits and self.timeout_ms == 0:
+            # WAIT and WAITAOF take 0 as "block until reached", which can be forever.
+            raise InvalidOptionError(
+                "durability timeout_ms must be at least 1 (0 would make WAIT block forever)"
+            )
 
     @property
     def waits(self) -> bool:
@@ -46,14 +51,17 @@ class Durability:
             return ("WAITAOF", 1, self.replicas, self.timeout_ms)
         return ("WAIT", self.replicas, self.timeout_ms)
 
-    def check(self, reply: Any) -> None:
-        """Raise NotDurableError if the WAIT/WAITAOF reply falls short of this level."""
+    def check(self, reply: Any, *, idempotency_key: str | None = None) -> None:
+        """Raise NotDurableError if the WAIT/WAITAOF reply falls short of this level;
+        ``idempotency_key`` is the append's, for the caller to retry with."""
         if self.fsync:
             local, replicas = int(reply[0]), int(reply[1])
         else:
             local, replicas = 1, int(reply)
         if local < 1 or replicas < self.replicas:
-            raise NotDurableError(self, replicas=replicas, fsynced=bool(local))
+            raise NotDurableError(
+                self, replicas=replicas, fsynced=bool(local), idempotency_key=idempotency_key
+            )
 
     def __str__(self) -> str:
         parts = (["fsync"] if self.fsync else []) + (

@@ -103,23 +103,41 @@ class OwnerConflictError(ChatHistoryError, ValueError):
 
 class NotDurableError(ChatHistoryError):
     """The append WAS applied on the primary, but the durability level was not reached in
-    time (too few replicas acknowledged, or the AOF was not fsynced). It is not rolled back;
-    retrying it is safe (it will not be stored twice) and waits again."""
+    time (too few replicas acknowledged, or the AOF was not fsynced). It is not rolled back.
 
-    def __init__(self, level: Durability, *, replicas: int, fsynced: bool) -> None:
+    Retrying is safe only with the same idempotency key: ``append(...,
+    idempotency_key=error.idempotency_key)`` within the retry window (10 minutes) finds the
+    batch already stored and only waits again; a retry without it stores the batch twice.
+    """
+
+    def __init__(
+        self,
+        level: Durability,
+        *,
+        replicas: int,
+        fsynced: bool,
+        idempotency_key: str | None = None,
+    ) -> None:
         missing = []
         if level.replicas > replicas:
             missing.append(f"{replicas} of {level.replicas} replicas acknowledged it")
         if level.fsync and not fsynced:
             missing.append("the primary did not fsync it to its AOF")
+        retry = (
+            f"; retry with idempotency_key={idempotency_key!r} to wait again without storing "
+            "it twice"
+            if idempotency_key is not None
+            else ""
+        )
         super().__init__(
             f"the append was written to the primary but is not yet durable ({level}): "
-            f"{' and '.join(missing)} within {level.timeout_ms} ms; it was not rolled back"
+            f"{' and '.join(missing)} within {level.timeout_ms} ms; it was not rolled back" + retry
         )
         self.written = True
         self.level = level
         self.replicas = replicas
         self.fsynced = fsynced
+        self.idempotency_key = idempotency_key
 
 
 class DurabilityUnsupportedError(ChatHistoryError):

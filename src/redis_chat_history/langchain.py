@@ -142,9 +142,15 @@ class _RedisHistory(BaseChatMessageHistory):
         return self._config.layout.messages_key(self.session_id)
 
     @property
-    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+    def messages(self) -> list[BaseMessage]:
         """The conversation, oldest first (only the newest ``window`` if one is set)."""
         return self.get_messages(last=self.window)
+
+    @messages.setter
+    def messages(self, messages: list[BaseMessage]) -> None:
+        raise NotImplementedError(
+            "Direct assignment to 'messages' is not allowed. Use the 'add_messages' instead."
+        )
 
     def get_messages(self, last: int | None = None) -> list[BaseMessage]:
         """All messages, or the newest ``last`` in chronological order (reading only those)."""
@@ -162,16 +168,23 @@ class _RedisHistory(BaseChatMessageHistory):
         """Store one message (one round trip, exactly once)."""
         self.add_messages([message])
 
-    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Store a batch in one round trip, atomically and exactly once."""
+    def add_messages(
+        self, messages: Sequence[BaseMessage], *, idempotency_key: str | None = None
+    ) -> None:
+        """Store a batch in one round trip, atomically and exactly once. With
+        ``idempotency_key`` (a client message id, say) sending the same batch again within
+        10 minutes does not store it twice (see ChatHistoryStore.append)."""
         if messages:
-            self.store.append(self.session_id, [message_to_dict(m) for m in messages])
+            records = [message_to_dict(m) for m in messages]
+            self.store.append(self.session_id, records, idempotency_key=idempotency_key)
 
-    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+    async def aadd_messages(
+        self, messages: Sequence[BaseMessage], *, idempotency_key: str | None = None
+    ) -> None:
         """Async twin of :meth:`add_messages`."""
         if messages:
             records = [message_to_dict(m) for m in messages]
-            await self.async_store.append(self.session_id, records)
+            await self.async_store.append(self.session_id, records, idempotency_key=idempotency_key)
 
     def clear(self) -> None:
         """Delete this session's messages."""

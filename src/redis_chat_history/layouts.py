@@ -5,29 +5,40 @@ elements are ``json.dumps(message_to_dict(message))`` byte for byte, and a small
 set of recent retry tokens (see :mod:`redis_chat_history._core`) in the same cluster hash
 slot as the list:
 
-============== ============================== ============== ================================
-layout         list key                       order          retry-token key
-============== ============================== ============== ================================
-community      ``message_store:<id>``         newest first   ``{message_store:<id>}\x1frch:tokens``
-memorystore    ``<id>``                       oldest first   ``{<id>}\x1frch:tokens``
-native         ``chat:{<id>}:messages``       oldest first   ``chat:{<id>}:tokens``
-============== ============================== ============== ================================
+=========== ========================== ================================== ============
+layout      list key                   retry-token key                    order
+=========== ========================== ================================== ============
+community   ``message_store:<id>``     ``{<tag>}\x1frch:tokens:<list>``   newest first
+memorystore ``<id>``                   ``{<tag>}\x1frch:tokens:<list>``   oldest first
+native      ``chat:{<id>}:messages``   ``chat:{<id>}:tokens``             oldest first
+=========== ========================== ================================== ============
 
 In the native layout ``%``, ``{`` and ``}`` in the id are percent-encoded, so the braces
-always form a non-empty hash tag: both keys of a session share one slot whatever the id.
-In the legacy layouts the token key contains U+001F, which no valid id may contain, so it
-never collides with a session's list key.
+always form a non-empty hash tag: every key of a session shares one slot whatever the id.
+In the legacy layouts a side key is ``{<tag>}\x1frch:<part>:<list key>``: ``<tag>`` is the
+list key's own hash tag, or the whole list key, or (for a key with a stray ``}``) a short
+number hashing to the same slot, so the side key lives in the list's slot; and the whole
+list key follows the first ``}``, so two sessions never share a side key. Side keys contain
+U+001F, which no valid id may contain, so they are never a session's list key.
 
 Sessions with metadata (see :mod:`redis_chat_history._sessions_core`) also have a hash in
 the list's slot, and each owner has a sorted set indexing their sessions:
 
-============== ====================================== =======================================
-layout         metadata hash                          owner index (sorted set)
-============== ====================================== =======================================
-community      ``{message_store:<id>}\x1frch:meta``   ``message_store:\x1frch:owner:{<owner>}``
-memorystore    ``{<id>}\x1frch:meta``                 ``\x1frch:owner:{<owner>}``
-native         ``chat:{<id>}:meta``                   ``chat:owner:{<owner>}:sessions``
-============== ====================================== =======================================
+=========== ================================ =========================================
+layout      metadata hash                    owner index (sorted set)
+=========== ================================ =========================================
+community   ``{<tag>}\x1frch:meta:<list>``   ``message_store:\x1frch:owner:{<owner>}``
+memorystore ``{<tag>}\x1frch:meta:<list>``   ``\x1frch:owner:{<owner>}``
+native      ``chat:{<id>}:meta``             ``chat:owner:{<owner>}:sessions``
+=========== ================================ =========================================
+
+``<list>`` is the session's list key.
+
+Version 0.1.0 named the legacy side keys ``<list key>\x1frch:<part>`` (or
+``{<list key>}\x1frch:<part>``), which let ``{x}`` and ``x`` share them. A metadata hash
+under the old name is adopted (renamed) by the first script that touches its session, if
+its ``session`` field names that session; an old token set is still consulted by appends
+and deleted with its session (it expires by itself: 0.1.0 always gave it a ttl).
 
 Owners are percent-encoded like native ids, so each owner's index has its own hash tag.
 """
@@ -50,15 +61,15 @@ __all__ = [
     "NativeLayout",
     "glob_escape",
     "hash_slot",
+    "legacy_side_key",
     "resolve_layout",
     "same_slot_key",
 ]
 
 _SLOTS = 16384
 # The unit separator (U+001F) is a control character, which no valid session id contains,
-# so a token key can never also be some session's list key.
-_TOKEN_SUFFIX = "\x1frch:tokens"
-_META_SUFFIX = "\x1frch:meta"
+# so a side key can never also be some session's list key.
+_SIDE = "\x1frch:"
 _OWNER_INFIX = "\x1frch:owner:"
 
 
@@ -73,9 +84,14 @@ def hash_slot(key: str) -> int:
     return binascii.crc_hqx(raw, 0) % _SLOTS
 
 
-def _has_hash_tag(key: str) -> bool:
+def _hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes when it has a hash tag, else None."""
     start = key.find("{")
-    return start > -1 and key.find("}", start + 1) > start + 1
+    if start > -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -87,14 +103,30 @@ def _tag_for_slot(slot: int) -> str:
     return str(number)
 
 
-def same_slot_key(key: str, suffix: str) -> str:
-    """A key named after ``key`` + ``suffix`` that lives in the same cluster slot as ``key``."""
-    if _has_hash_tag(key):
+def same_slot_key(key: str, part: str) -> str:
+    """``{<tag>}\\x1frch:<part>:<key>``: a side key in the same cluster slot as ``key``.
+
+    ``<tag>`` is what Redis hashes for ``key`` (its hash tag, else the whole key) or, when
+    that cannot stand between braces, a short string hashing to the same slot. Since the
+    tag holds no ``}``, the whole of ``key`` can be read back after it: distinct keys never
+    share a side key.
+    """
+    tag = _hash_tag(key)
+    if tag is None:
+        tag = key if "}" not in key else _tag_for_slot(hash_slot(key))
+    return "{" + tag + "}" + _SIDE + part + ":" + key
+
+
+def legacy_side_key(key: str, part: str) -> str | None:
+    """The name version 0.1.0 gave the side key, if it was another: ``key + suffix`` for a
+    key with a hash tag, ``{key} + suffix`` for one without (so ``{x}`` and ``x`` shared
+    it). A key with a stray ``}`` had the name it has now: None."""
+    suffix = _SIDE + part
+    if _hash_tag(key) is not None:
         return key + suffix
     if "}" not in key:
         return "{" + key + "}" + suffix
-    # A stray "}" would end our tag early: pin the slot with a tag that hashes to it.
-    return "{" + _tag_for_slot(hash_slot(key)) + "}" + suffix + ":" + key
+    return None
 
 
 def _valid_or_none(session_id: str) -> str | None:
@@ -123,7 +155,11 @@ class Layout:
 
     def token_key(self, session_id: str) -> str:
         """The sorted set of recent append tokens, in the same hash slot as the list."""
-        return same_slot_key(self.messages_key(session_id), _TOKEN_SUFFIX)
+        return same_slot_key(self.messages_key(session_id), "tokens")
+
+    def legacy_token_key(self, session_id: str) -> str | None:
+        """Where version 0.1.0 kept the token set, if it named it differently (else None)."""
+        return legacy_side_key(self.messages_key(session_id), "tokens")
 
     def scan_pattern(self, id_prefix: str = "") -> str:
         """A SCAN MATCH pattern for the message keys of sessions whose id starts with
@@ -136,12 +172,16 @@ class Layout:
 
     def meta_key(self, session_id: str) -> str:
         """The HASH of the session's metadata (owner, title, times), in the list's slot."""
-        return same_slot_key(self.messages_key(session_id), _META_SUFFIX)
+        return same_slot_key(self.messages_key(session_id), "meta")
+
+    def legacy_meta_key(self, session_id: str) -> str | None:
+        """Where version 0.1.0 kept the metadata, if it named it differently (else None)."""
+        return legacy_side_key(self.messages_key(session_id), "meta")
 
     def meta_scan_pattern(self) -> str:
-        """A SCAN MATCH pattern covering every metadata key of this layout (and possibly
-        others': check a found key against :meth:`meta_key`)."""
-        return "*" + _META_SUFFIX + "*"
+        """A SCAN MATCH pattern covering every metadata key of this layout, old names
+        included (and possibly others': check a found key against :meth:`meta_key`)."""
+        return "*" + _SIDE + "meta*"
 
     def _owner_namespace(self) -> str:
         """What owner index keys start with (before the U+001F that keeps them apart)."""
@@ -173,6 +213,8 @@ class CommunityLayout(Layout):
             raise InvalidOptionError(
                 f"key_prefix must be a str, not {type(self.key_prefix).__name__}"
             )
+        if "\x1f" in self.key_prefix:
+            raise InvalidOptionError("key_prefix must not contain U+001F (it marks side keys)")
 
     def messages_key(self, session_id: str) -> str:
         return self.key_prefix + session_id
@@ -263,6 +305,12 @@ class NativeLayout(Layout):
 
     def meta_key(self, session_id: str) -> str:
         return self._key(session_id, "meta")
+
+    def legacy_token_key(self, session_id: str) -> str | None:
+        return None
+
+    def legacy_meta_key(self, session_id: str) -> str | None:
+        return None
 
     def meta_scan_pattern(self) -> str:
         return glob_escape(f"{self.prefix}:{{") + "*}:meta"

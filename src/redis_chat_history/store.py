@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.cluster
+from redis.client import NEVER_DECODE
 from redis.exceptions import (
     AskError,
     ClusterError,
@@ -35,6 +36,9 @@ __all__ = ["ChatHistoryStore"]
 T = TypeVar("T")
 logger = logging.getLogger("redis_chat_history")
 SyncClient = redis.Redis | redis.cluster.RedisCluster
+_EVICTION = _core.EvictionWatch()
+# Replies as bytes even from a decode_responses=True client (see _core.Call.raw).
+_RAW = {NEVER_DECODE: True}
 
 
 def _text(key: bytes | str) -> str:
@@ -112,17 +116,25 @@ class ChatHistoryStore:
         records: Sequence[Mapping[str, Any]],
         *,
         durability: Durability | str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Append records (oldest first) atomically, exactly once; return the message count.
 
         ``durability`` overrides the store's level for this call (see Durability); if it is
         not reached in time NotDurableError says the records were written all the same.
+        ``idempotency_key`` (a client message id, say) names the batch: sent again within
+        10 minutes it is not stored twice, even by another process or after a restart.
+        Without one, only redis-py's own re-sends of this call are recognised.
         """
         level = self.config.durability if durability is None else resolve_durability(durability)
         self._check_durability(level)
-        plan = _core.plan_append(self.config, session_id, records, durability=level)
+        plan = _core.plan_append(
+            self.config, session_id, records, durability=level, idempotency_key=idempotency_key
+        )
         if plan is None:
             return self.count(session_id)
+        if self._persist_tokens():
+            plan = _core.persisting_tokens(plan)
         result = self._run(plan)
         return result if isinstance(result, int) else self._after_append(session_id, result)
 
@@ -308,6 +320,23 @@ class ChatHistoryStore:
             raise error from exc
         return plan.parse(replies)
 
+    def _persist_tokens(self) -> bool:
+        """Whether this client's server evicts only keys with a ttl (learned by one INFO
+        per client), so token sets must not get one; see _core.EvictionWatch."""
+        client = self.client
+        if not _EVICTION.knows(client):
+            try:
+                if isinstance(client, redis.cluster.RedisCluster):
+                    info = client.info("memory", target_nodes=client.get_default_node())
+                else:
+                    info = client.info("memory")
+            except ResponseError:  # INFO refused (ACL) or renamed away
+                info = None
+            except RedisError:  # unreachable now: the append itself retries or fails
+                return False
+            _EVICTION.learn(client, info)
+        return _EVICTION.persist_tokens(client, self.config.ttl)
+
     def _check_durability(self, level: Durability) -> None:
         if not level.waits:
             return
@@ -378,7 +407,8 @@ class ChatHistoryStore:
 
     def _send(self, call: _core.Call) -> Any:
         if call.script is None:
-            return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
+            options = _RAW if call.raw else {}
+            return self.client.execute_command(*call.args, **options)  # type: ignore[no-untyped-call]
         keys = call.keys
         try:
             return self.client.evalsha(call.script.sha, len(keys), *keys, *call.args)
