@@ -115,7 +115,12 @@ def test_file_format(client: redis.Redis) -> None:
     text = export_text(store)
     assert text.isascii()
     lines = [json.loads(line) for line in lines_of(text)]
-    assert lines[0] == {"format": "redis-chat-history", "version": 1, "layout": "community"}
+    assert lines[0] == {
+        "format": "redis-chat-history",
+        "version": 1,
+        "layout": "community",
+        "key_prefix": "message_store:",
+    }
     assert lines[1] == {"session": "s", "ttl": None}
     assert lines[2] == {"session": "s", "index": 0, "raw": json.dumps(record("first"))}
     assert lines[3] == {"session": "s", "index": 1, "raw": json.dumps(record("é", "ai"))}
@@ -608,3 +613,209 @@ def test_memorystore_export_leaves_out_lists_that_are_not_sessions(client: redis
     moved = migrate_sessions(memorystore, native, move=True)
     assert moved.ok and moved.moved == 1 and moved.skipped == 3
     assert client.lrange("job-queue", 0, -1) == [b"task-1"]
+
+
+# ------------------------------------------------------------------ metadata (issue 8, item 7)
+
+
+def owned_session(store: ChatHistoryStore, session_id: str = "chat-7") -> Any:
+    store.create_session(session_id, owner="user-42", title="Trip to Lisbon")
+    store.append(session_id, records(2))
+    return store.session_info(session_id)
+
+
+def test_export_import_restores_metadata_and_owner_index(client: redis.Redis) -> None:
+    """The session line carries owner, title and times; an import into an empty database
+    restores them and lists the session under its owner again."""
+    store = ChatHistoryStore(client)
+    before = owned_session(store)
+    text = export_text(store)
+    session_line = json.loads(lines_of(text)[1])
+    assert session_line["meta"] == {
+        "owner": "user-42",
+        "title": "Trip to Lisbon",
+        "created": int(before.created.timestamp() * 1000),
+        "last_activity": int(before.last_activity.timestamp() * 1000),
+    }
+    client.flushall()
+    summary = import_sessions(store, lines_of(text))
+    assert summary.ok, summary.problems
+    assert store.session_info("chat-7") == before
+    assert [info.session_id for info in store.owner_sessions("user-42").sessions] == ["chat-7"]
+    again = import_sessions(store, lines_of(text))  # idempotent
+    assert again.ok and store.session_info("chat-7") == before
+
+
+def test_import_keeps_another_owners_session_unless_replace(client: redis.Redis) -> None:
+    store = ChatHistoryStore(client)
+    owned_session(store)
+    text = export_text(store)
+    client.flushall()
+    store.create_session("chat-7", owner="someone-else")
+    summary = import_sessions(store, lines_of(text))
+    assert [problem.kind for problem in summary.problems] == ["conflict"]
+    assert store.session_info("chat-7").owner == "someone-else"
+    replaced = import_sessions(store, lines_of(text), replace=True)
+    assert replaced.ok, replaced.problems
+    assert store.session_info("chat-7").owner == "user-42"
+
+
+def test_named_session_with_metadata_but_no_messages_is_exported(client: redis.Redis) -> None:
+    store = ChatHistoryStore(client)
+    store.create_session("empty", owner="user-42", title="nothing yet")
+    text = export_text(store, session_ids=["empty"])
+    client.flushall()
+    assert import_sessions(store, lines_of(text)).ok
+    info = store.session_info("empty")
+    assert (info.owner, info.title, info.message_count) == ("user-42", "nothing yet", 0)
+    assert store.owner_sessions("user-42").sessions[0].session_id == "empty"
+
+
+def test_migrate_move_carries_metadata_and_cleans_the_source(client: redis.Redis) -> None:
+    """After migrate --move the session is in its owner's list in the target layout with
+    its title and times; the source has no metadata hash and no owner index entry left."""
+    source = ChatHistoryStore(client, layout="community")
+    target = ChatHistoryStore(client, layout="native")
+    before = owned_session(source)
+    summary = migrate_sessions(source, target, move=True)
+    assert summary.ok and summary.moved == 1, summary.problems
+    after = target.session_info("chat-7")
+    assert (after.owner, after.title, after.created, after.last_activity) == (
+        before.owner,
+        before.title,
+        before.created,
+        before.last_activity,
+    )
+    assert [info.session_id for info in target.owner_sessions("user-42").sessions] == ["chat-7"]
+    layout = source.config.layout
+    assert not client.exists(layout.meta_key("chat-7"), layout.messages_key("chat-7"))
+    assert client.zscore(layout.owner_index_key("user-42"), "chat-7") is None
+    assert source.owner_sessions("user-42").sessions == ()
+
+
+def test_migrate_copy_keeps_the_source_metadata(client: redis.Redis) -> None:
+    source = ChatHistoryStore(client, layout="memorystore")
+    target = ChatHistoryStore(client, layout="native")
+    before = owned_session(source)
+    assert migrate_sessions(source, target).ok
+    assert source.session_info("chat-7") == before
+    assert target.session_info("chat-7").title == before.title
+
+
+# ------------------------------------------- non-UTF-8 through decode_responses (item 10)
+
+
+def test_export_and_migrate_through_a_decoding_client(redis_url: str, client: redis.Redis) -> None:
+    """A client with decode_responses=True reads a non-UTF-8 element as bytes here, so the
+    export and the migration carry it byte for byte instead of aborting."""
+    element = b'{"type": "human", "data": {"content": "\xff"}}'
+    client.rpush("chat:{s}:messages", b'{"type": "human", "data": {"content": "ok"}}', element)
+    decoding = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        store = ChatHistoryStore(decoding)
+        text = export_text(store)
+        assert b64(json.loads(lines_of(text)[3])["raw_b64"]) == element
+        target = ChatHistoryStore(decoding, layout="community")
+        assert migrate_sessions(store, target).ok
+        assert client.lindex("message_store:s", 0) == element
+    finally:
+        decoding.close()
+
+
+# ----------------------------------------------------- bounded lines (item 11), headers (16)
+
+
+class LazyStream(io.RawIOBase):
+    """A binary stream of ``head``, ``size`` bytes of ``fill``, then ``tail``, made as read."""
+
+    def __init__(self, head: bytes, fill: bytes, size: int, tail: bytes) -> None:
+        super().__init__()
+        self.parts = [head, tail]
+        self.fill, self.left = fill, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self.parts[0]:
+            size = min(len(view), len(self.parts[0]))
+            view[:size], self.parts[0] = self.parts[0][:size], self.parts[0][size:]
+            return size
+        if self.left:
+            size = min(len(view), self.left)
+            view[:size] = self.fill * size
+            self.left -= size
+            return size
+        size = min(len(view), len(self.parts[1]))
+        view[:size], self.parts[1] = self.parts[1][:size], self.parts[1][size:]
+        return size
+
+
+def small_export(client: redis.Redis) -> list[bytes]:
+    ChatHistoryStore(client).append("s", records(2))
+    text = export_text(ChatHistoryStore(client))
+    client.flushall()
+    return [line.encode() for line in lines_of(text)]
+
+
+def test_a_huge_line_is_reported_without_being_held(client: redis.Redis) -> None:
+    """A 64 MB line is reported with its line number; memory stays near the line limit."""
+    import tracemalloc
+
+    lines = small_export(client)
+    stream = io.BufferedReader(
+        LazyStream(b"".join(lines[:3]), b"x", 64 << 20, b"\n" + b"".join(lines[3:]))
+    )
+    tracemalloc.start()
+    try:
+        summary = import_sessions(ChatHistoryStore(client), stream, max_message_bytes=1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert [(p.kind, p.line) for p in summary.problems] == [("bad_line", 4)]
+    assert "longer than" in summary.problems[0].reason
+    assert ChatHistoryStore(client).count("s") == 1  # up to the line before
+
+
+def test_a_flood_of_blank_lines_is_read_in_linear_time(client: redis.Redis) -> None:
+    """512 MiB of empty lines before the data take well under a second per 100 MB; the
+    line numbers after them stay right."""
+    import time
+
+    lines = small_export(client)
+    flood = 512 << 20
+    stream = io.BufferedReader(LazyStream(lines[0], b"\n", flood, b"".join(lines[1:]) + b"{bad\n"))
+    started = time.perf_counter()
+    summary = import_sessions(ChatHistoryStore(client), stream)
+    assert time.perf_counter() - started < 20
+    assert ChatHistoryStore(client).count("s") == 2
+    assert [(p.kind, p.line) for p in summary.problems] == [("bad_line", flood + len(lines) + 1)]
+
+
+def test_files_that_are_not_exports_or_lost_their_header(client: redis.Redis) -> None:
+    lines = [line.decode() for line in small_export(client)]
+    other = check_lines(["name,age\n", "bob,3\n"])
+    assert [p.reason.split(":")[0] for p in other.problems] == ["not a redis-chat-history export"]
+    headless = check_lines(lines[1:])
+    assert [(p.kind, p.line) for p in headless.problems] == [("bad_line", 1)]
+    assert "header line" in headless.problems[0].reason and headless.messages == 2
+    assert check_lines(lines).ok
+
+
+def test_deeply_nested_lines_and_messages_are_bad_lines(client: redis.Redis) -> None:
+    """An element nested ~1000 levels deep, or a line that is, is a bad line (no
+    RecursionError); --no-validate still restores the element as it was."""
+    lines = [line.decode() for line in small_export(client)]
+    deep = '{"type": "human", "data": {"content": ' + "[" * 1000 + "]" * 1000 + "}}"
+    message = json.dumps({"session": "s", "index": 2, "raw": deep}) + "\n"
+    nested_line = "[" * 100_000 + "]" * 100_000 + "\n"
+    bad = check_lines([*lines[:4], message, nested_line, lines[4]])
+    assert [(p.kind, p.line) for p in bad.problems] == [("bad_line", 5), ("bad_line", 6)]
+    assert "levels deep" in bad.problems[0].reason
+    end = json.dumps({"end": True, "sessions": 1, "messages": 3}) + "\n"
+    store = ChatHistoryStore(client)
+    restored = import_sessions(store, [*lines[:4], message, end], validate=False)
+    assert restored.ok, restored.problems
+    assert client.lindex("chat:{s}:messages", 2) == deep.encode()

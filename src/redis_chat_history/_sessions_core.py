@@ -712,3 +712,100 @@ def prune_index_flow(config: StoreConfig, owner: str) -> Flow[int]:
     for start in range(0, len(stale), PRUNE_BATCH):
         removed += yield _plan_prune(walk.index, stale[start : start + PRUNE_BATCH])
     return removed
+
+
+# ------------------------------------------------------------- restoring metadata (transfers)
+
+#: The metadata fields an export carries and an import or migration restores.
+RESTORED_FIELDS = ("owner", "title", "created", "last_activity")
+
+# KEYS: meta, list. ARGV: session id, '1' to overwrite owner/title/created, ttl in seconds
+# for metadata whose list does not exist (0 = none), then field, value pairs.
+# An owner other than the session's is refused ({'OWNER'}) unless overwriting. Without
+# overwriting, fields already set are kept; last_activity only ever moves forward. The
+# metadata gets the list's remaining ttl (none if the list has none), so it never outlives
+# the messages. Reply as READ_INFO_SCRIPT's.
+RESTORE_META_SCRIPT = Script(
+    _CHECK_TYPES
+    + """
+local overwrite = ARGV[2] == '1'
+local given = {}
+for i = 4, #ARGV, 2 do
+  given[ARGV[i]] = ARGV[i + 1]
+end
+if given['owner'] and not overwrite then
+  local current = redis.call('HGET', KEYS[1], 'owner')
+  if current and current ~= given['owner'] then
+    return {'OWNER'}
+  end
+end
+redis.call('HSET', KEYS[1], 'session', ARGV[1])
+for _, name in ipairs({'owner', 'title', 'created'}) do
+  if given[name] then
+    if overwrite then
+      redis.call('HSET', KEYS[1], name, given[name])
+    else
+      redis.call('HSETNX', KEYS[1], name, given[name])
+    end
+  end
+end
+if given['last_activity'] then
+  local current = tonumber(redis.call('HGET', KEYS[1], 'last_activity')) or -1
+  if tonumber(given['last_activity']) > current then
+    redis.call('HSET', KEYS[1], 'last_activity', given['last_activity'])
+  end
+end
+if length > 0 then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then
+    redis.call('PEXPIRE', KEYS[1], left)
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {length, redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+
+def restore_flow(
+    config: StoreConfig,
+    session_id: str,
+    fields: dict[str, str],
+    *,
+    ttl: int | None,
+    overwrite: bool,
+) -> Flow[SessionInfo]:
+    """Write exported metadata (``RESTORED_FIELDS``, as text) into the session's hash, then
+    index the session under its owner. Idempotent; a session that already belongs to
+    another owner raises OwnerConflictError and changes nothing, unless ``overwrite``.
+    ``ttl`` (seconds) is used only when the session has no messages: otherwise the
+    metadata follows the list's ttl. The owner index is kept at least as long as ``ttl``."""
+    check_session_id(session_id)
+    layout = config.layout
+    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    pairs = tuple(
+        item for name in RESTORED_FIELDS if name in fields for item in (name, fields[name])
+    )
+    args = (session_id, "1" if overwrite else "0", ttl or 0, *pairs)
+
+    def parse(replies: list[Any]) -> _Read:
+        reply = replies[0]
+        if isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER":
+            raise OwnerConflictError(
+                f"session {session_id!r} already belongs to another owner; its metadata "
+                "was left unchanged"
+            )
+        return _read(session_id, reply, *keys)
+
+    read: _Read = yield Plan((Call(args, RESTORE_META_SCRIPT, keys),), parse)
+    info = read.info
+    assert info is not None  # the script wrote the hash
+    if info.owner is not None and read.last_activity_ms is not None:
+        from dataclasses import replace  # here: the module's imports are not ours to edit
+
+        index_config = replace(config, ttl=ttl)
+        yield plan_touch_index(index_config, info.owner, session_id, read.last_activity_ms)
+    return info

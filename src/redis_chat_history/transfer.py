@@ -43,7 +43,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,12 +54,20 @@ from typing import Any, TextIO
 
 import redis
 import redis.cluster
+from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import codec
 from ._core import PUSH_CHUNK, Script, translate_error
-from ._validate import check_positive_int, check_session_id
-from .errors import ChatHistoryError, InvalidOptionError, InvalidSessionIdError
+from ._sessions_core import RESTORED_FIELDS, check_owner, check_title, restore_flow
+from ._validate import MAX_SESSION_ID_LENGTH, check_positive_int, check_session_id
+from .errors import (
+    ChatHistoryError,
+    InvalidOptionError,
+    InvalidSessionIdError,
+    OwnerConflictError,
+    WrongTypeError,
+)
 from .layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
 from .store import ChatHistoryStore
 
@@ -71,12 +81,16 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_NESTING",
     "Problem",
     "TransferSummary",
     "check_lines",
     "export_sessions",
+    "file_layout",
     "import_sessions",
+    "max_line_bytes",
     "migrate_sessions",
+    "nesting_depth",
 ]
 
 FORMAT = "redis-chat-history"
@@ -87,6 +101,11 @@ DEFAULT_CHUNK_SIZE = 1000
 MAX_LISTED_PROBLEMS = 1000
 #: Re-comparisons allowed per session when the target changes under an import.
 MAX_RESYNCS = 3
+#: The deepest nesting of arrays and objects a message may have to count as a message
+#: record on import (deeper ones cannot be read back without exhausting the stack).
+MAX_NESTING = 200
+#: Bytes read from a file per call.
+_READ_SIZE = 1 << 20
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 Progress = Callable[["TransferSummary"], None]
@@ -181,11 +200,34 @@ class _Clock:
 
 
 def _header_line(layout: Layout) -> str:
-    return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "layout": layout.name}) + "\n"
+    header: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "layout": layout.name}
+    if isinstance(layout, CommunityLayout):
+        header["key_prefix"] = layout.key_prefix
+    elif isinstance(layout, NativeLayout):
+        header["prefix"] = layout.prefix
+    return json.dumps(header) + "\n"
 
 
-def _session_line(session_id: str, ttl: int | None) -> str:
-    return json.dumps({"session": session_id, "ttl": ttl}) + "\n"
+def _session_line(session_id: str, ttl: int | None, meta: dict[str, Any] | None) -> str:
+    line: dict[str, Any] = {"session": session_id, "ttl": ttl}
+    if meta:
+        line["meta"] = meta
+    return json.dumps(line) + "\n"
+
+
+def _exported_meta(fields: dict[str, str]) -> dict[str, Any] | None:
+    """The metadata hash's fields as a session line carries them (times as integers)."""
+    meta: dict[str, Any] = {}
+    for name in RESTORED_FIELDS:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if name in ("created", "last_activity"):
+            if value.isascii() and value.isdigit():
+                meta[name] = int(value)
+        else:
+            meta[name] = value
+    return meta or None
 
 
 def _message_lines(session_json: str, first_index: int, elements: Sequence[bytes]) -> str:
@@ -213,6 +255,8 @@ def _end_line(sessions: int, messages: int) -> str:
 class _SessionStart:
     session_id: str
     ttl: int | None
+    #: The exported metadata fields (RESTORED_FIELDS, as text), if the session had any.
+    meta: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +300,59 @@ def _session_field(obj: dict[str, Any]) -> str:
         raise _LineError(f'"session": {exc}') from None
 
 
+#: The largest time (ms) a metadata line may carry: 2**53, beyond which JSON numbers are
+#: not exact everywhere (and far beyond any real clock).
+_MAX_TIME_MS = 2**53
+
+
+def _meta_field(obj: dict[str, Any]) -> dict[str, str] | None:
+    meta = obj.get("meta")
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise _LineError(f'"meta" must be an object, got {type(meta).__name__}')
+    fields: dict[str, str] = {}
+    try:
+        if meta.get("owner") is not None:
+            fields["owner"] = check_owner(meta["owner"])
+        if meta.get("title") is not None:
+            fields["title"] = check_title(meta["title"])
+    except ChatHistoryError as exc:
+        raise _LineError(f'"meta": {exc}') from None
+    for name in ("created", "last_activity"):
+        value = meta.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_TIME_MS:
+            raise _LineError(f'"meta": "{name}" must be a time in ms (an integer >= 0)')
+        fields[name] = str(value)
+    return fields
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (0 for a scalar)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if not isinstance(item, (dict, list)):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+_TOO_DEEP = f"the message nests arrays or objects more than {MAX_NESTING} levels deep"
+
+
+def _too_deep(element: bytes, record: Any) -> bool:
+    # Counting brackets is cheap and bounds the depth: most elements need no walk.
+    if element.count(b"[") + element.count(b"{") <= MAX_NESTING:
+        return False
+    return nesting_depth(record) > MAX_NESTING
+
+
 def _element_of(obj: dict[str, Any], validate: bool) -> bytes:
     raw = obj.get("raw")
     if raw is not None or "raw" in obj:
@@ -277,6 +374,10 @@ def _element_of(obj: dict[str, Any], validate: bool) -> bytes:
             record = _load_json(element)
         except (ValueError, UnicodeDecodeError):
             raise _LineError("the message is not valid JSON") from None
+        except RecursionError:
+            raise _LineError(_TOO_DEEP) from None
+        if _too_deep(element, record):
+            raise _LineError(_TOO_DEEP)
         if not codec.is_record(record):
             raise _LineError("the message is not a {'type': str, 'data': dict} record")
     return element
@@ -300,9 +401,107 @@ def _parse(line: bytes | str) -> dict[str, Any]:
         obj = _load_json(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _LineError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise _LineError("not a line of an export (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise _LineError(f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def max_line_bytes(max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES) -> int:
+    """The longest line an import reads, for elements of up to ``max_message_bytes``.
+
+    An export writes an element as a JSON string, where a byte takes at most 6 (``\\u001b``);
+    the rest is room for a session id and metadata. A longer line is reported and skipped
+    without being held in memory.
+    """
+    return 6 * max_message_bytes + 32 * MAX_SESSION_ID_LENGTH + 65536
+
+
+# A run of blank lines (skipped in one step, so a flood of them costs little).
+_BLANK_RUN = re.compile(rb"[ \t\r\n]*\n")
+
+
+def _numbered_lines(
+    lines: Iterable[bytes | str], max_line: int, summary: TransferSummary
+) -> Iterator[tuple[int, bytes | str | None]]:
+    """(line number, line) for every line that is not blank; None for a line longer than
+    ``max_line`` bytes. A binary stream (it has ``read``) is read in blocks, so memory stays
+    bounded whatever its lines; other iterables are taken line by line. Counts the bytes."""
+    if hasattr(lines, "read") and not isinstance(lines, io.TextIOBase):
+        read = getattr(lines, "read1", None) or lines.read
+        yield from _stream_lines(read, max_line, summary)
+        return
+    for number, line in enumerate(lines, 1):
+        size = len(line) if isinstance(line, bytes) else len(line.encode("utf-8", "surrogatepass"))
+        summary.bytes += size
+        if size > max_line:
+            yield number, None
+        elif line and not line.isspace():
+            yield number, line
+
+
+def _stream_lines(
+    read: Callable[[int], bytes], max_line: int, summary: TransferSummary
+) -> Iterator[tuple[int, bytes | None]]:
+    number = 0
+    pending = b""  # the start of a line whose end has not been read yet
+    skipping = False  # inside a line that is too long: discard up to its end
+    while True:
+        chunk = read(_READ_SIZE)
+        if not chunk:
+            break
+        summary.bytes += len(chunk)
+        data = pending + chunk if pending else chunk
+        pending = b""
+        start, end = 0, len(data)
+        while start < end:
+            if skipping:
+                newline = data.find(b"\n", start)
+                if newline < 0:
+                    break
+                skipping, start = False, newline + 1
+                continue
+            blank = _BLANK_RUN.match(data, start)
+            if blank is not None:
+                number += data.count(b"\n", start, blank.end())
+                start = blank.end()
+                continue
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                if end - start > max_line:
+                    number += 1
+                    skipping = True
+                    yield number, None
+                else:
+                    pending = data[start:]
+                break
+            number += 1
+            yield number, data[start : newline + 1] if newline - start <= max_line else None
+            start = newline + 1
+    if pending.strip():
+        yield number + 1, pending
+
+
+def file_layout(line: bytes | str) -> Layout | None:
+    """The layout (with its key prefix) an export's header line names; None if ``line`` is
+    not a header line. Raises InvalidOptionError for a header naming no known layout."""
+    try:
+        obj = _parse(line)
+    except _LineError:
+        return None
+    if "format" not in obj:
+        return None
+    name = obj.get("layout")
+    if name in ("community", "langchain-community"):
+        prefix = obj.get("key_prefix", "message_store:")
+        return CommunityLayout(prefix if isinstance(prefix, str) else "message_store:")
+    if name == "native":
+        prefix = obj.get("prefix", "chat")
+        return NativeLayout(prefix) if isinstance(prefix, str) else NativeLayout()
+    if name == "memorystore":
+        return MemorystoreLayout()
+    raise InvalidOptionError(f"the export's header names an unknown layout {name!r}")
 
 
 class _Reader:
@@ -312,30 +511,52 @@ class _Reader:
     without further reports, so one damaged session yields one problem.
     """
 
-    def __init__(self, summary: TransferSummary, validate: bool) -> None:
-        self.summary, self.validate = summary, validate
+    def __init__(self, summary: TransferSummary, validate: bool, max_line: int) -> None:
+        self.summary, self.validate, self.max_line = summary, validate, max_line
         self.current: str | None = None  # the session whose messages may follow
         self.dropping: str | None = None  # a session whose remaining lines are skipped
         self.next_index = 0
         self.segment_sessions = self.segment_messages = 0
         self.segment_damaged = False  # a bad line was seen: the end line's counts cannot match
-        self.saw_line = False
+        self.saw_line = False  # a line that is a JSON object
+        self.saw_header = False
 
     def events(self, lines: Iterable[bytes | str]) -> Iterator[_Event]:
         summary = self.summary
         summary.complete = False
-        for number, line in enumerate(lines, 1):
-            summary.bytes += len(line) if isinstance(line, bytes) else len(line.encode())
-            if not line or line.isspace():
+        nonblank = False
+        for number, line in _numbered_lines(lines, self.max_line, summary):
+            if line is None:
+                reason = (
+                    f"the line is longer than {self.max_line:,} bytes, the most a message of "
+                    "max_message_bytes can take; skipped"
+                )
+                yield from self._bad(number, reason, b"")
                 continue
+            first, nonblank = not nonblank, True
             try:
                 event = self._event(line)
             except _LineError as exc:
+                if first and not self.saw_line:
+                    summary.add_problem(
+                        Problem("bad_line", f"not a {FORMAT} export: {exc}", line=number)
+                    )
+                    return  # not even a JSON object first: some other file
                 yield from self._bad(number, str(exc), line)
                 continue
+            if first and not self.saw_header:
+                self.segment_damaged = True
+                yield _BadLine(
+                    Problem(
+                        "bad_line",
+                        f"the file does not start with its header line ({FORMAT!r}, version "
+                        f"{FORMAT_VERSION}): was it removed or the file cut at the start?",
+                        line=number,
+                    )
+                )
             if event is not None:
                 yield event
-        if not self.saw_line:
+        if not nonblank:
             summary.add_problem(Problem("incomplete", "the input is empty"))
 
     def _bad(self, number: int, reason: str, line: bytes | str) -> Iterator[_Event]:
@@ -359,9 +580,10 @@ class _Reader:
         if "session" in obj:
             session_id = _session_field(obj)
             ttl = _int_field(obj, "ttl", minimum=1, nullable=True)
+            meta = _meta_field(obj)
             self.current, self.dropping, self.next_index = session_id, None, 0
             self.segment_sessions += 1
-            return _SessionStart(session_id, ttl)
+            return _SessionStart(session_id, ttl, meta)
         if "format" in obj:
             if obj.get("format") != FORMAT or obj.get("version") != FORMAT_VERSION:
                 raise _LineError(
@@ -371,6 +593,7 @@ class _Reader:
             self.current = self.dropping = None
             self.segment_sessions = self.segment_messages = 0
             self.segment_damaged = False
+            self.saw_header = True
             return None
         if obj.get("end") is True:
             sessions = _int_field(obj, "sessions", minimum=0)
@@ -406,13 +629,20 @@ class _Reader:
         return _Message(session_id, element)
 
 
-def check_lines(lines: Iterable[bytes | str], *, validate: bool = True) -> TransferSummary:
+def check_lines(
+    lines: Iterable[bytes | str],
+    *,
+    validate: bool = True,
+    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES,
+) -> TransferSummary:
     """Read a whole export without touching Redis: every bad line is reported, and
     ``complete`` says whether the file ends with its end line. ``sessions``/``messages``
-    count what an import into an empty database would write."""
+    count what an import into an empty database would write. Lines longer than
+    :func:`max_line_bytes` of ``max_message_bytes`` are reported."""
     summary = TransferSummary(dry_run=True)
     clock = _Clock(summary, None)
-    for event in _Reader(summary, validate).events(lines):
+    reader = _Reader(summary, validate, max_line_bytes(max_message_bytes))
+    for event in reader.events(lines):
         if isinstance(event, _SessionStart):
             summary.sessions += 1
         elif isinstance(event, _Message):
@@ -465,16 +695,25 @@ end
 return 1
 """)
 
-# KEYS: the list, its token set (same slot). ARGV: the length it must have, its first and
-# last element. Deletes both keys only if the list is still what was verified.
+# KEYS: the list, its token set, its metadata hash (one slot). ARGV: the length the list
+# must have, its first and last element. Deletes the keys only if the list is still what
+# was verified. Reply: {1, the metadata's owner (if any)} when deleted, else {0}.
 DELETE_IF_UNCHANGED_SCRIPT = Script("""
-if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1])
-  or redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2]
-  or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[3] then
-  return 0
+local length = tonumber(ARGV[1])
+if redis.call('LLEN', KEYS[1]) ~= length then
+  return {0}
+end
+if length > 0 and (redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2]
+                   or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[3]) then
+  return {0}
+end
+local owner = false
+if redis.call('TYPE', KEYS[3])['ok'] == 'hash' then
+  owner = redis.call('HGET', KEYS[3], 'owner')
+  redis.call('DEL', KEYS[3])
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-return 1
+return {1, owner}
 """)
 
 
@@ -482,9 +721,12 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
-def _call(client: SyncClient, *args: Any) -> Any:
+def _call(client: SyncClient, *args: Any, raw: bool = False) -> Any:
+    """Send one command; ``raw`` reads the reply as bytes even on a client made with
+    ``decode_responses=True`` (list elements need not be UTF-8)."""
+    options = {NEVER_DECODE: True} if raw else {}
     try:
-        return client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return client.execute_command(*args, **options)  # type: ignore[no-untyped-call]
     except ResponseError as exc:
         error = translate_error(str(exc), (str(args[1]),))
         if error is None:
@@ -507,49 +749,74 @@ def _run_script(
         raise error from exc
 
 
-def _length_and_ttl(client: SyncClient, key: str) -> tuple[int, int | None]:
-    """LLEN and TTL in one round trip; the ttl is None for no expiry and at least 1."""
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class _SourceState:
+    """A source session: its length, ttl (None: no expiry) and metadata fields."""
+
+    length: int
+    ttl: int | None
+    meta: dict[str, str]
+
+
+def _read_state(client: SyncClient, layout: Layout, session_id: str) -> _SourceState:
+    """LLEN, TTL and the metadata hash in one round trip (the keys share a slot)."""
+    key, meta_key = layout.messages_key(session_id), layout.meta_key(session_id)
     with client.pipeline(transaction=False) as pipe:
         pipe.llen(key)
         pipe.ttl(key)
-        try:
-            length, ttl = pipe.execute()
-        except ResponseError as exc:
-            error = translate_error(str(exc), (key,))
-            if error is None:
-                raise
-            raise error from exc
-    return int(length), (max(int(ttl), 1) if int(ttl) >= 0 else None)
+        pipe.hgetall(meta_key)
+        pipe.ttl(meta_key)
+        replies = pipe.execute(raise_on_error=False)
+    checks = zip(replies, (key, key, meta_key), ("list", "list", "hash"), strict=False)
+    for reply, name, expected in checks:
+        if isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE"):
+            raise WrongTypeError(name, expected)
+        if isinstance(reply, Exception):
+            raise reply
+    length, ttl, fields, meta_ttl = replies
+    items = (
+        fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+    )
+    meta = {_text(name): _text(value) for name, value in items}
+    seconds = int(ttl) if int(length) else int(meta_ttl)
+    return _SourceState(int(length), max(seconds, 1) if seconds >= 0 else None, meta)
 
 
-def _source_length(
+def _source_state(
     client: SyncClient,
-    key: str,
+    layout: Layout,
     session_id: str,
     named: list[str] | None,
     summary: TransferSummary,
-) -> tuple[int, int | None] | None:
-    """A source session's length and ttl, or None (recorded in ``summary`` where it is a
-    problem) when it cannot be read or holds nothing: a named session that is missing is
-    reported as not found, one found by SCAN that emptied meanwhile is passed over."""
+) -> _SourceState | None:
+    """A source session's state, or None (recorded in ``summary`` where it is a problem)
+    when it cannot be read or holds nothing: a named session that is missing is reported
+    as not found, one found by SCAN that emptied meanwhile is passed over. A named session
+    with metadata but no messages is transferred (its metadata)."""
     try:
-        length, ttl = _length_and_ttl(client, key)
+        state = _read_state(client, layout, session_id)
     except ChatHistoryError as exc:
         summary.add_problem(Problem("error", str(exc), session_id))
         return None
-    if length == 0:
+    if state.length == 0 and not (named is not None and state.meta):
         if named is not None:
+            key = layout.messages_key(session_id)
             summary.add_problem(Problem("not_found", f"not found (no list at {key!r})", session_id))
         return None
-    return length, ttl
+    return state
 
 
 def _read_range(client: SyncClient, layout: Layout, key: str, start: int, stop: int) -> list[bytes]:
     """Chronological positions ``[start, stop)`` of a session's list, oldest first."""
     if layout.newest_first:  # chronological position i sits at index -(i + 1)
-        found = _call(client, "LRANGE", key, -stop, -(start + 1))
+        found = _call(client, "LRANGE", key, -stop, -(start + 1), raw=True)
         return [_as_bytes(element) for element in reversed(found)]
-    return [_as_bytes(element) for element in _call(client, "LRANGE", key, start, stop - 1)]
+    found = _call(client, "LRANGE", key, start, stop - 1, raw=True)
+    return [_as_bytes(element) for element in found]
 
 
 def _read_chunks(
@@ -576,10 +843,10 @@ def _is_chat_list(client: SyncClient, key: str) -> bool:
         return False
     if CommunityLayout().session_id_of(key) is not None:
         return False
-    first = _call(client, "LINDEX", key, 0)
+    first = _call(client, "LINDEX", key, 0, raw=True)
     try:
         return first is not None and codec.is_record(_load_json(first))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
 
 
@@ -656,13 +923,12 @@ def export_sessions(
     write(_header_line(layout))
     for session_id in ids:
         key = layout.messages_key(session_id)
-        found = _source_length(client, key, session_id, named, summary)
-        if found is None:
+        state = _source_state(client, layout, session_id, named, summary)
+        if state is None:
             continue
-        length, ttl = found
-        write(_session_line(session_id, ttl))
+        write(_session_line(session_id, state.ttl, _exported_meta(state.meta)))
         session_json, written = json.dumps(session_id), 0
-        for chunk in _read_chunks(client, layout, key, length, chunk_size):
+        for chunk in _read_chunks(client, layout, key, state.length, chunk_size):
             write(_message_lines(session_json, written, chunk))
             written += len(chunk)
             summary.messages += len(chunk)
@@ -818,6 +1084,27 @@ class _TargetSession:
             self.summary.sessions += 1
 
 
+def _restore_meta(
+    store: ChatHistoryStore,
+    session_id: str,
+    fields: dict[str, str],
+    ttl: int | None,
+    overwrite: bool,
+    summary: TransferSummary,
+) -> bool:
+    """Write a session's metadata into ``store`` and index its owner; False (a problem is
+    recorded) if the session belongs to another owner or the write failed."""
+    try:
+        store._drive(restore_flow(store.config, session_id, fields, ttl=ttl, overwrite=overwrite))
+    except OwnerConflictError as exc:
+        summary.add_problem(Problem("conflict", f"{exc} (replace to overwrite)", session_id))
+        return False
+    except ChatHistoryError as exc:
+        summary.add_problem(Problem("error", f"metadata not restored: {exc}", session_id))
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------
 # Import
 
@@ -834,6 +1121,7 @@ def import_sessions(
     dry_run: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
+    max_message_bytes: int | None = None,
 ) -> TransferSummary:
     """Import JSON Lines (as :func:`export_sessions` writes them) into ``store``'s layout.
 
@@ -846,16 +1134,28 @@ def import_sessions(
     every element is a message record. ``dry_run`` compares but writes nothing.
     Only sessions named in ``session_ids`` and starting with ``prefix`` are imported.
     The store's own ttl and max_messages options are not applied.
+
+    A session's metadata (owner, title, created, last activity) is restored once its
+    messages are, and the session is indexed under its owner; a session that already
+    belongs to another owner keeps its metadata and is reported as a conflict (``replace``
+    overwrites it). Lines longer than :func:`max_line_bytes` of ``max_message_bytes``
+    (default: the store's) are reported and skipped; pass a binary stream (a file opened
+    ``"rb"``) for memory bounded by that length.
     """
     chunk_size = _check_chunk_size(chunk_size)
     named = _check_ids(session_ids)
     wanted = frozenset(named) if named is not None else None
     client, layout = store.client, store.config.layout
+    if max_message_bytes is None:
+        max_message_bytes = store.config.max_message_bytes
+    check_positive_int("max_message_bytes", max_message_bytes)
     summary = TransferSummary(dry_run=dry_run)
     clock = _Clock(summary, progress)
     target: _TargetSession | None = None
+    start: _SessionStart | None = None
     seen = 0
-    for event in _Reader(summary, validate).events(lines):
+    reader = _Reader(summary, validate, max_line_bytes(max_message_bytes))
+    for event in reader.events(lines):
         if isinstance(event, _Message):
             if target is not None and target.session_id == event.session_id:
                 target.feed(event.element)
@@ -863,14 +1163,18 @@ def import_sessions(
             if seen % chunk_size == 0:
                 clock.tick()
             continue
-        if target is not None:  # a session line, end line or bad line ends the session
+        if target is not None and start is not None:  # a session, end or bad line ends it
             # A bad line of this session cuts it short; any other line follows its end.
             cut_short = isinstance(event, _BadLine) and event.problem.session == target.session_id
             target.finish(complete=not cut_short)
-            target = None
+            if not cut_short and target.failed is None and start.meta and not dry_run:
+                ttl = start.ttl if restore_ttl else None
+                _restore_meta(store, start.session_id, start.meta, ttl, replace, summary)
+            target = start = None
         if isinstance(event, _BadLine):
             summary.add_problem(event.problem)
         elif isinstance(event, _SessionStart) and _selected(event.session_id, wanted, prefix):
+            start = event
             target = _TargetSession(
                 client,
                 layout,
@@ -918,6 +1222,16 @@ class _Verified:
     length: int
     head: bytes
     tail: bytes
+
+
+def _unindex(client: SyncClient, index: str, session_id: str, *, keep: str) -> None:
+    """Remove a moved session from its owner's index in the source layout (best effort: a
+    listing drops an entry whose metadata is gone anyway). ``keep``: an index key that is
+    also the target's, which must not lose the entry."""
+    if index == keep:
+        return
+    with contextlib.suppress(ChatHistoryError, redis.RedisError):
+        _call(client, "ZREM", index, session_id)
 
 
 def _verify(
@@ -989,6 +1303,7 @@ def migrate_sessions(
     for session_id in ids:
         source_key = source_layout.messages_key(session_id)
         target_key = target_layout.messages_key(session_id)
+        target_index = ""
         if same_server:
             if source_key == target_key:
                 summary.add_problem(
@@ -1003,10 +1318,10 @@ def migrate_sessions(
                 and target_layout.session_id_of(source_key) is not None
             ):
                 continue  # one of the target layout's own lists, not a source session
-        found = _source_length(source_client, source_key, session_id, named, summary)
-        if found is None:
+        state = _source_state(source_client, source_layout, session_id, named, summary)
+        if state is None:
             continue
-        length, ttl = found
+        length, ttl = state.length, state.ttl
         writer = _TargetSession(
             target_client,
             target_layout,
@@ -1041,11 +1356,33 @@ def migrate_sessions(
             summary.sessions = sessions_before
             summary.add_problem(Problem("unverified", f"not verified: {verified}", session_id))
             continue
+        meta = _exported_meta(state.meta)
+        if meta is not None:
+            fields = {name: str(value) for name, value in meta.items()}
+            session_ttl = ttl if restore_ttl else None
+            if not _restore_meta(target, session_id, fields, session_ttl, replace, summary):
+                summary.sessions = sessions_before
+                continue  # the source keeps its session (and metadata)
+            if "owner" in fields:
+                target_index = target_layout.owner_index_key(fields["owner"])
         if move:
-            keys = (source_key, source_layout.token_key(session_id))
+            keys = (
+                source_key,
+                source_layout.token_key(session_id),
+                source_layout.meta_key(session_id),
+            )
             args = (verified.length, verified.head, verified.tail)
-            if _run_script(source_client, DELETE_IF_UNCHANGED_SCRIPT, keys, args):
+            deleted = _run_script(source_client, DELETE_IF_UNCHANGED_SCRIPT, keys, args)
+            if int(deleted[0]) == 1:
                 summary.moved += 1
+                owner = _text(deleted[1]) if len(deleted) > 1 and deleted[1] else None
+                if owner is not None:
+                    _unindex(
+                        source_client,
+                        source_layout.owner_index_key(owner),
+                        session_id,
+                        keep=target_index if same_server else "",
+                    )
             else:
                 summary.add_problem(
                     Problem(

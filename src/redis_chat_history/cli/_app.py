@@ -25,7 +25,14 @@ from ..errors import (
     InvalidSessionIdError,
     WrongTypeError,
 )
-from ._output import EXIT_CODES_HELP, EXIT_CONNECTION, EXIT_DATA, EXIT_USAGE, CliError
+from ._output import (
+    EXIT_CODES_HELP,
+    EXIT_CONNECTION,
+    EXIT_DATA,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+)
 
 __all__ = ["main"]
 
@@ -44,6 +51,8 @@ def error_to_cli(error: Exception) -> CliError | None:
         return CliError(f"authentication failed: {message}", EXIT_CONNECTION)
     if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
         return CliError(f"cannot reach the server: {message}", EXIT_CONNECTION)
+    if isinstance(error, ResponseError) and "DB index" in message:
+        return CliError(f"no such database on this server ({message})", EXIT_USAGE)
     if isinstance(error, NoPermissionError) or (
         isinstance(error, ResponseError) and message.startswith(("NOPERM", "NOAUTH"))
     ):
@@ -76,6 +85,8 @@ class ChatHistoryGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
             _silence_stdout()
             raise click.exceptions.Exit(0) from None
+        except KeyboardInterrupt:
+            raise CliError("interrupted", EXIT_INTERRUPTED) from None
         except Exception as error:
             translated = error_to_cli(error)
             if translated is None:

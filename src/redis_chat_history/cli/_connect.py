@@ -33,7 +33,7 @@ from ..embedded import EmbeddedRedis
 from ..layouts import Layout
 from ..store import ChatHistoryStore
 from ..urls import parse_url
-from ._output import EXIT_CONNECTION, CliError, Output
+from ._output import EXIT_CONNECTION, EXIT_USAGE, CliError, Output
 
 __all__ = [
     "LAYOUT_NAMES",
@@ -191,6 +191,12 @@ class Cli:
                 EXIT_CONNECTION,
             ) from None
         except ResponseError as exc:
+            if "DB index" in str(exc):
+                raise CliError(
+                    f"{self.server}: the database number in the URL does not exist on this "
+                    f"server ({_reason(exc)})",
+                    EXIT_USAGE,
+                ) from None
             if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
                 raise CliError(
                     f"{self.server}: the server wants a password ({_reason(exc)}); give it with "

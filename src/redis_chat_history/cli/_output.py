@@ -9,6 +9,7 @@ and the exit code below, never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ __all__ = [
     "EXIT_CODES_HELP",
     "EXIT_CONNECTION",
     "EXIT_DATA",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -40,12 +42,25 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 #: Stored data is corrupt, of the wrong Redis type, or a file to import is unreadable.
 EXIT_DATA = 4
+#: Interrupted (Ctrl-C), as shells report a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 nothing found (unknown session, no match); 2 usage error; "
     "3 cannot connect, wrong password, permission denied or timeout; "
-    "4 bad data (corrupt message, wrong key type, unreadable file)."
+    "4 bad data (corrupt message, wrong key type, unreadable file); 130 interrupted (Ctrl-C)."
 )
+
+# Characters JSON may carry raw but a terminal would act on (C1 controls, DEL, bidi
+# overrides) or stdout cannot encode (lone surrogates): written as \uXXXX escapes, which
+# decode to the same text. json.dumps escapes the C0 controls itself.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def dump_json(document: Any, indent: int | None = None) -> str:
+    """JSON with non-ASCII text kept readable, and the characters above escaped."""
+    text = json.dumps(document, indent=indent, ensure_ascii=False, default=str)
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class CliError(click.ClickException):
@@ -71,11 +86,11 @@ class Output:
 
     def json(self, document: Any) -> None:
         """Print one JSON document (indented, stable key order as given)."""
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        click.echo(dump_json(document, indent=2))
 
     def json_line(self, document: Any) -> None:
         """Print one JSON Lines record and flush it (for streaming commands)."""
-        click.echo(json.dumps(document, ensure_ascii=False, default=str))
+        click.echo(dump_json(document))
         sys.stdout.flush()
 
     def note(self, text: str) -> None:

@@ -10,6 +10,7 @@ both upstream packages and this library store them, including chunks and the leg
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from ._output import human_bytes
 
-__all__ = ["message_text", "render_message", "role_of"]
+__all__ = ["message_text", "render_message", "role_of", "visible"]
 
 _ROLES: dict[str, tuple[str, str]] = {
     "human": ("user", "bold green"),
@@ -31,6 +32,23 @@ _ROLES: dict[str, tuple[str, str]] = {
 }
 _MAX_ARGS = 300
 _MAX_URL = 60
+
+# What a terminal would act on instead of showing: C0 controls but tab and newline (as
+# their Control Pictures, ␛ for ESC), DEL (␡), C1 controls and bidi overrides (U+FFFD),
+# and lone surrogates, which cannot even be written out (U+FFFD). One character each, so
+# styled spans keep their places.
+_VISIBLE = {code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)}
+_VISIBLE[0x7F] = 0x2421
+_VISIBLE.update({code: 0xFFFD for code in range(0x80, 0xA0)})
+_VISIBLE.update({code: 0xFFFD for code in (0x2028, 0x2029, *range(0x202A, 0x202F))})
+_VISIBLE.update({code: 0xFFFD for code in range(0x2066, 0x206A)})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def visible(text: str) -> str:
+    """``text`` safe to print to a terminal: control characters and escape sequences shown
+    as symbols (``\x1b[2K`` -> ``␛[2K``) instead of acted on."""
+    return _SURROGATE.sub("\ufffd", text.translate(_VISIBLE))
 
 
 def _base_type(kind: str) -> str:
@@ -209,4 +227,5 @@ def render_message(record: Mapping[str, Any], position: int | None = None) -> Re
             body.append("  (invalid)", style="red")
     if not body:
         body.append("(empty)", style="dim")
+    header.plain, body.plain = visible(header.plain), visible(body.plain)
     return Group(header, Padding(body, (0, 0, 0, 4), expand=False))

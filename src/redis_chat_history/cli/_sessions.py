@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 
 from .._validate import check_session_id
 from ..codec import is_record
-from ..errors import WrongTypeError
+from ..errors import InvalidOptionError, WrongTypeError
 from ..layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout, resolve_layout
 from ..store import ChatHistoryStore
 
@@ -138,7 +138,10 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(char))
         index += 1
-    return re.compile("".join(out), re.DOTALL)
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error as exc:  # an empty class "[^]", a reversed range "[z-a]", ...
+        raise InvalidOptionError(f"invalid glob {pattern!r}: {exc}") from None
 
 
 def _claimed_by_other(key: str, layouts: Sequence[Layout]) -> bool:

@@ -15,17 +15,18 @@ from rich.table import Table
 from rich.text import Text
 
 from ..codec import is_record
-from ..store import ChatHistoryStore
+from ..transfer import MAX_NESTING, nesting_depth
 from ._app import main
 from ._connect import Cli, cli_command_options, layout_options
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
-from ._render import message_text, render_message, role_of
+from ._render import message_text, render_message, role_of, visible
 from ._sessions import (
     Element,
     SessionRef,
     SessionStats,
     SyncClient,
     find_sessions,
+    glob_to_regex,
     iter_elements,
     layouts_from_names,
     locate_session,
@@ -119,6 +120,8 @@ def sessions_cmd(
 
     Exits 1 when no session matched.
     """
+    if glob is not None:
+        glob_to_regex(glob)  # a bad pattern is a usage error before any work
     if owner is not None:
         _owner_sessions(cli, owner, layouts, key_prefix, limit=limit, cursor=cursor)
         return
@@ -199,8 +202,8 @@ def _owner_sessions(
             table.add_column(column, justify="right" if column == "messages" else "left")
         for info in page.sessions:
             table.add_row(
-                Text(info.session_id),
-                Text(info.title or ""),
+                Text(visible(info.session_id)),
+                Text(visible(info.title or "")),
                 str(info.message_count),
                 ago(info.last_activity.timestamp()) if info.last_activity else "",
                 ago(info.created.timestamp()) if info.created else "",
@@ -271,15 +274,20 @@ def _element_text(element: Element) -> str:
     return element.decode("utf-8", "replace") if isinstance(element, bytes) else element
 
 
-def _raw_window(client: SyncClient, ref: SessionRef, total: int, start: int) -> list[str]:
-    """Stored elements at chronological positions ``[start, total)``, as text."""
+def _window(client: SyncClient, ref: SessionRef, total: int, start: int) -> list[Element]:
+    """Stored elements at chronological positions ``[start, total)``, oldest first."""
     if start >= total:
         return []
     if ref.layout.newest_first:
-        elements = client.lrange(ref.key, 0, total - start - 1)[::-1]
+        elements: list[Element] = client.lrange(ref.key, 0, total - start - 1)[::-1]
     else:
-        elements = client.lrange(ref.key, start, -1)
-    return [_element_text(element) for element in elements]
+        elements = client.lrange(ref.key, start, total - 1)
+    return elements
+
+
+def _list_index(ref: SessionRef, total: int, position: int) -> int:
+    """The LINDEX index of a chronological position."""
+    return total - 1 - position if ref.layout.newest_first else position
 
 
 @main.command("show")
@@ -303,62 +311,109 @@ def show_cmd(
     total = int(cli.client.llen(ref.key))
     start = max(0, total - last) if last else 0
     header = {"session": ref.session_id, "layout": ref.layout_name, "key": ref.key}
+    elements = _window(cli.client, ref, total, start)
     if raw:
-        elements = _raw_window(cli.client, ref, total, start)
+        texts = [_element_text(element) for element in elements]
         if cli.json_mode:
-            cli.out.json({**header, "count": total, "first_position": start, "elements": elements})
+            cli.out.json({**header, "count": total, "first_position": start, "elements": texts})
             return
-        for element in elements:  # JSON Lines, exactly as stored
-            click.echo(element)
+        on_terminal = cli.out.console.is_terminal
+        for text in texts:  # JSON Lines, exactly as stored (made visible on a terminal)
+            click.echo(visible(text) if on_terminal else text)
         return
-    store = ChatHistoryStore(cli.client, layout=ref.layout)
-    records = store.messages(ref.session_id, last=last) if last else store.messages(ref.session_id)
-    start = total - len(records) if last else 0
+    records: list[dict[str, Any]] = []
+    corrupt: list[dict[str, Any]] = []
+    shown: list[tuple[int, dict[str, Any] | None, str | None]] = []
+    for position, element in enumerate(elements, start):
+        record, reason = read_record(element)
+        shown.append((position, record, reason))
+        if record is not None:
+            records.append(record)
+        else:
+            index = _list_index(ref, total, position)
+            corrupt.append({"position": position, "index": index, "reason": reason})
     if cli.json_mode:
-        cli.out.json({**header, "count": total, "first_position": start, "messages": records})
-        return
-    title = f"{ref.session_id}  ({ref.layout_name}, {total} messages"
-    title += f", showing the last {len(records)})" if last and len(records) < total else ")"
-    cli.out.console.print(Text(title, style="bold"))
-    for position, record in enumerate(records, start):
-        cli.out.console.print(render_message(record, position))
+        document = {**header, "count": total, "first_position": start, "messages": records}
+        if corrupt:
+            document["corrupt"] = corrupt
+        cli.out.json(document)
+    else:
+        title = f"{ref.session_id}  ({ref.layout_name}, {total} messages"
+        title += f", showing the last {len(elements)})" if last and len(elements) < total else ")"
+        cli.out.console.print(Text(visible(title), style="bold"))
+        for position, record, reason in shown:
+            if record is not None:
+                cli.out.console.print(render_message(record, position))
+            else:
+                cli.out.console.print(
+                    Text(f"[{position}] unreadable: {visible(reason or '')}", style="red")
+                )
+    if corrupt:
+        first = corrupt[0]
+        more = f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else ""
+        raise CliError(
+            f"corrupt message at {ref.key!r} index {first['index']}: {first['reason']}{more}; "
+            "the other messages were shown",
+            EXIT_DATA,
+        )
+
+
+def read_record(element: Element) -> tuple[dict[str, Any] | None, str | None]:
+    """The message record an element holds, or None and why it is not readable (not UTF-8
+    or JSON, not a record, nested deeper than the CLI renders)."""
+    try:
+        record = json.loads(element)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+    except RecursionError:
+        return None, f"nested more than {MAX_NESTING} levels deep"
+    if not is_record(record):
+        return None, "not a {'type': str, 'data': dict} record"
+    if nesting_depth(record) > MAX_NESTING:
+        return None, f"nested more than {MAX_NESTING} levels deep"
+    return record, None
 
 
 def _decode(element: Element) -> dict[str, Any] | None:
-    try:
-        record = json.loads(element)
-    except ValueError:
-        return None
-    return record if is_record(record) else None
+    return read_record(element)[0]
 
 
 class _Follower:
-    """Reads what was appended to a session since the last look, from LLEN and the newest
-    element (so a list kept at ``max_messages``, whose length stays put, is followed too).
+    """Reads what was appended to a session since the last look.
 
-    Every read of positions takes the length and the elements in one MULTI, so an append
-    landing between two reads cannot shift the positions shown.
+    A change is noticed from LLEN, the newest element and the newest retry token (every
+    append through this library adds one), so a list kept at ``max_messages``, whose
+    length stays put, is followed too, even when the new message equals the previous
+    newest. The new messages are found by lining the newest elements up with those seen
+    before. Each read takes the length, the elements and the token in one MULTI, so an
+    append landing in between cannot shift the positions shown.
     """
 
     WINDOW = 1000
 
     def __init__(self, client: SyncClient, ref: SessionRef) -> None:
         self.client, self.ref = client, ref
+        self.token_key = ref.layout.token_key(ref.session_id)
         self.length = 0
-        self.newest: Element | None = None
+        self.seen: list[Element] = []  # the newest elements seen, oldest first
+        self.token: Any = None
 
-    def _state(self) -> tuple[int, Element | None]:
+    def _newest_index(self) -> int:
+        return 0 if self.ref.layout.newest_first else -1
+
+    def _state(self) -> tuple[int, Element | None, Any]:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.llen(self.ref.key)
-            pipe.lindex(self.ref.key, 0 if self.ref.layout.newest_first else -1)
-            length, newest = pipe.execute()
-        return int(length), newest
+            pipe.lindex(self.ref.key, self._newest_index())
+            pipe.zrange(self.token_key, -1, -1)
+            length, newest, token = pipe.execute()
+        return int(length), newest, token
 
-    def _newest(self, count: int) -> tuple[int, list[tuple[int, Element]]]:
-        """The list's length and its newest ``count`` elements with their positions, oldest
-        first, read atomically."""
-        if count <= 0:
-            return self._state()[0], []
+    def _newest(self, count: int) -> tuple[int, list[tuple[int, Element]], Any]:
+        """The list's length, its newest ``count`` elements with their positions (oldest
+        first) and its newest retry token, read atomically."""
         key = self.ref.key
         with self.client.pipeline(transaction=True) as pipe:
             pipe.llen(key)
@@ -366,40 +421,53 @@ class _Follower:
                 pipe.lrange(key, 0, count - 1)
             else:
                 pipe.lrange(key, -count, -1)
-            length, elements = pipe.execute()
+            pipe.zrange(self.token_key, -1, -1)
+            length, elements, token = pipe.execute()
         if self.ref.layout.newest_first:
             elements = elements[::-1]
-        return int(length), list(enumerate(elements, int(length) - len(elements)))
+        return int(length), list(enumerate(elements, int(length) - len(elements))), token
 
     def start(self, last: int) -> list[tuple[int, Element]]:
         """The newest ``last`` elements, and remember where the session stands."""
-        self.length, window = self._newest(max(last, 1))
-        self.newest = window[-1][1] if window else None
+        self.length, window, self.token = self._newest(max(last, 10))
+        self.seen = [element for _position, element in window]
         return window[len(window) - last :] if last else []
+
+    def _added(self, elements: list[Element], minimum: int) -> int | None:
+        """How many of ``elements`` (the newest, oldest first) are new: the fewest, at least
+        ``minimum``, that leave the rest lined up with the end of what was seen; None if
+        nothing lines up."""
+        seen = self.seen
+        for added in range(max(minimum, 0), len(elements)):
+            kept = len(elements) - added
+            overlap = min(kept, len(seen))
+            if elements[kept - overlap : kept] == seen[len(seen) - overlap :]:
+                return added
+        return None
 
     def poll(self) -> tuple[list[tuple[int, Element]], str | None]:
         """New elements since the last call, and a note when the list shrank or was trimmed."""
-        length, newest = self._state()
-        if length == self.length and newest == self.newest:
+        length, newest, token = self._state()
+        unchanged = newest == (self.seen[-1] if self.seen else None)
+        if length == self.length and unchanged and token == self.token:
             return [], None
-        length, window = self._newest(self.WINDOW)
+        length, window, token = self._newest(self.WINDOW)
+        elements = [element for _position, element in window]
         new: list[tuple[int, Element]] = []
         note = None
         if length == 0:
             note = "the session was cleared" if self.length else None
-        elif self.length == 0 or self.newest is None:
+        elif self.length == 0 or not self.seen:
             new = window
         else:
-            seen = [i for i, (_, element) in enumerate(window) if element == self.newest]
-            # Prefer the element still at its old position (the list only grew).
-            at_old = [i for i in seen if window[i][0] == self.length - 1]
-            if at_old or seen:
-                new = window[(at_old or seen)[-1] + 1 :]
-            else:
+            appended = token != self.token and bool(token)
+            added = self._added(elements, max(length - self.length, 1 if appended else 0))
+            if added is None:
                 new = window
                 note = "the session changed beyond recognition; showing its newest messages"
-        self.length = length
-        self.newest = window[-1][1] if window else None
+            else:
+                new = window[len(window) - added :] if added else []
+        self.length, self.seen, self.token = length, elements, token
         return new, note
 
 
@@ -467,7 +535,7 @@ def tail_cmd(
                 )  # fmt: skip
             elif record is None:
                 cli.out.console.print(Text(f"[{position}] (not a message) ", style="red")
-                                      + Text(_element_text(element)))  # fmt: skip
+                                      + Text(visible(_element_text(element))))  # fmt: skip
             else:
                 cli.out.console.print(render_message(record, position))
 
@@ -552,9 +620,10 @@ def search_cmd(
         refs = find_sessions(client, layouts_from_names(layouts, key_prefix), prefix=prefix)
     needle = text if case_sensitive else text.casefold()
     matches: list[dict[str, Any]] = []
-    scanned = 0
+    scanned = searched = 0
     with cli.out.progress("searching sessions", total=len(refs)) as bar:
         for ref in refs:
+            searched += 1
             for position, element in iter_elements(client, ref):
                 scanned += 1
                 record = _decode(element)
@@ -573,7 +642,8 @@ def search_cmd(
         cli.out.json(
             {
                 "query": text,
-                "sessions_searched": len(refs),
+                "sessions_searched": searched,
+                "sessions": len(refs),
                 "messages_searched": scanned,
                 "truncated": truncated,
                 "matches": [
@@ -595,11 +665,16 @@ def search_cmd(
             line.append(f" [{match['position']}] ", style="dim")
             role = role_of(match["record"]) if match["record"] else "?"
             line.append(f"{role}: ", style="cyan")
-            snippet = Text(_snippet(match["text"], text, case_sensitive))
-            snippet.highlight_words([text], style="bold reverse", case_sensitive=case_sensitive)
+            snippet = Text(visible(_snippet(match["text"], text, case_sensitive)))
+            snippet.highlight_words(
+                [visible(text)], style="bold reverse", case_sensitive=case_sensitive
+            )
             cli.out.console.print(line + snippet)
-        more = f" (stopped at --limit {limit})" if truncated else ""
-        cli.out.note(f"{len(matches)} matches in {scanned} messages of {len(refs)} sessions{more}")
+        if truncated:
+            where = f"{searched} of {len(refs)} sessions (stopped at --limit {limit})"
+        else:
+            where = f"{len(refs)} sessions"
+        cli.out.note(f"{len(matches)} matches in {scanned} messages of {where}")
     if not matches:
         raise click.exceptions.Exit(EXIT_NOT_FOUND)
 

@@ -8,6 +8,7 @@ for the file format and the rules.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import sys
@@ -18,12 +19,15 @@ from urllib.parse import urlsplit
 
 import click
 
+from ..codec import DEFAULT_MAX_MESSAGE_BYTES
+from ..errors import InvalidOptionError
 from ..layouts import CommunityLayout, Layout, resolve_layout
 from ..transfer import (
     DEFAULT_CHUNK_SIZE,
     TransferSummary,
     check_lines,
     export_sessions,
+    file_layout,
     import_sessions,
     migrate_sessions,
 )
@@ -221,6 +225,10 @@ def export_cmd(
     """
     if session_ids and prefix:
         raise CliError("give SESSION ids or --prefix, not both", EXIT_USAGE)
+    if not output:
+        raise CliError("-o/--output needs a file name (or - for stdout)", EXIT_USAGE)
+    if output != "-" and os.path.isdir(output):
+        raise CliError(f"-o {output}: is a directory; give a file name", EXIT_USAGE)
     store = cli.store(_layout(layout, key_prefix, "--key-prefix"))
     to_stdout = output == "-"
     with (
@@ -249,11 +257,74 @@ def export_cmd(
 # ---------------------------------------------------------------------------------------
 
 
+class _Prepended(io.RawIOBase):
+    """``head`` (bytes already read from ``rest``), then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            size = min(len(view), len(self._head))
+            view[:size], self._head = self._head[:size], self._head[size:]
+            return size
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+#: The longest first line read to find an export's header (headers are ~100 bytes).
+_HEADER_LIMIT = 64 * 1024
+
+#: Where the command keeps stdin once its first line was read for the header (ctx.meta).
+_STDIN_KEY = "redis_chat_history.stdin"
+
+
+def _stdin() -> IO[bytes]:
+    stream = click.get_current_context().meta.get(_STDIN_KEY)
+    return cast("IO[bytes]", stream) if stream is not None else sys.stdin.buffer
+
+
+def _first_line(path: str) -> bytes:
+    """The first line of the file (stdin for ``-``: put back for the import that follows)."""
+    if path == "-":
+        head = _stdin().readline(_HEADER_LIMIT)
+        rest = io.BufferedReader(_Prepended(head, sys.stdin.buffer))
+        click.get_current_context().meta[_STDIN_KEY] = rest
+        return head
+    with _input_file(path) as (stream, _size):
+        return stream.readline(_HEADER_LIMIT)
+
+
+def _import_layout(file: str, layout: str | None, key_prefix: str | None) -> Layout:
+    """--layout (with --key-prefix), else the layout and key prefix the file's header names."""
+    if layout is not None:
+        return _layout(layout, key_prefix, "--key-prefix")
+    try:
+        recorded = file_layout(_first_line(file))
+    except InvalidOptionError as exc:
+        raise CliError(f"{file}: {exc}; choose one with --layout", EXIT_USAGE) from None
+    if recorded is None:
+        raise CliError(
+            f"{file} does not start with an export's header line naming its layout; "
+            "choose the target with --layout",
+            EXIT_USAGE,
+        )
+    if key_prefix is not None:
+        return _layout(recorded.name, key_prefix, "--key-prefix")
+    return recorded
+
+
 @contextmanager
 def _input_file(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
     """The file's bytes (stdin for ``-``, gunzipped for ``.gz``) and its size if known."""
     if path == "-":
-        yield sys.stdin.buffer, None
+        yield _stdin(), None
         return
     try:  # closed below
         stream = (
@@ -276,11 +347,18 @@ def _input_file(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
 @click.option(
     "--layout",
     type=click.Choice(LAYOUT_NAMES),
-    default="native",
-    show_default=True,
-    help=f"Where to write the sessions: {_LAYOUTS_HELP}.",
+    help=f"Where to write the sessions: {_LAYOUTS_HELP}. Default: the layout (and key "
+    "prefix) the file's header names, where the sessions were exported from.",
 )
 @click.option("--key-prefix", metavar="PREFIX", help="The community layout's key prefix.")
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_MESSAGE_BYTES,
+    show_default=True,
+    help="The largest message accepted; a line too long to hold one is reported and "
+    "skipped without being read into memory.",
+)
 @click.option(
     "--session", "session_ids", multiple=True, metavar="ID", help="Only this session (repeatable)."
 )
@@ -307,8 +385,9 @@ def _input_file(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
 def import_cmd(
     cli: Cli,
     file: str,
-    layout: str,
+    layout: str | None,
     key_prefix: str | None,
+    max_message_bytes: int,
     session_ids: tuple[str, ...],
     prefix: str,
     replace: bool,
@@ -340,16 +419,17 @@ def import_cmd(
             "other; give a file, or the password in $REDIS_PASSWORD",
             EXIT_USAGE,
         )
-    store = cli.store(_layout(layout, key_prefix, "--key-prefix"))
+    store = cli.store(_import_layout(file, layout, key_prefix))
     validate = not no_validate
     if strict:
         with (
             _input_file(file) as (stream, size),
             _progress_bar(cli, quiet, "checking", size, "bytes") as progress,
         ):
-            checked = check_lines(stream, validate=validate)
+            checked = check_lines(stream, validate=validate, max_message_bytes=max_message_bytes)
             if progress is not None:
                 progress(checked)
+        checked.dry_run = False  # a check, not a dry run: the headline says what happened
         if not checked.ok:
             headline = (
                 f"checked {file}: {checked.sessions:,} sessions, {checked.messages:,} messages; "
@@ -371,6 +451,7 @@ def import_cmd(
             dry_run=dry_run,
             chunk_size=chunk_size,
             progress=progress,
+            max_message_bytes=max_message_bytes,
         )
     verb = "would import" if dry_run else "imported"
     headline = (
