@@ -31,6 +31,7 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "Record",
     "decode_elements",
+    "exceeds_nesting_limit",
     "encode_records",
     "is_record",
 ]
@@ -82,7 +83,7 @@ def encode_records(records: Sequence[Mapping[str, Any]], max_bytes: int) -> list
             ) from exc
         if len(element) > max_bytes:
             raise MessageTooLargeError(len(element), max_bytes, position)
-        if not element or _too_deep(element, record):
+        if not element or exceeds_nesting_limit(element, record):
             raise InvalidMessageError(
                 f"message {position} of the batch is nested more than {MAX_NESTING_DEPTH} "
                 "levels deep; nothing of the batch was written"
@@ -106,7 +107,7 @@ def _has_long_digit_run(element: bytes | str) -> bool:
 _TOO_DEEP = object()
 
 
-def _too_deep(element: bytes | str, value: Any) -> bool:
+def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     """Whether ``value`` (decoded from ``element``) nests deeper than MAX_NESTING_DEPTH.
 
     Only an element with that many brackets can, so most are never walked."""
@@ -180,7 +181,7 @@ def decode_elements(
                 continue
             except RecursionError:
                 record = _TOO_DEEP  # reported just below
-            if record is _TOO_DEEP or _too_deep(element, record):
+            if record is _TOO_DEEP or exceeds_nesting_limit(element, record):
                 reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
                 _corrupt(key, index, reason, strict)
                 continue

@@ -60,7 +60,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from . import codec
 from ._core import PUSH_CHUNK, Script, translate_error
 from ._sessions_core import RESTORED_FIELDS, check_owner, check_title, restore_flow
-from ._validate import MAX_SESSION_ID_LENGTH, check_positive_int, check_session_id
+from ._validate import (
+    MAX_SESSION_ID_LENGTH,
+    MAX_TTL_SECONDS,
+    check_positive_int,
+    check_session_id,
+)
+from .codec import MAX_NESTING_DEPTH, exceeds_nesting_limit
 from .errors import (
     ChatHistoryError,
     InvalidOptionError,
@@ -81,7 +87,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FORMAT",
     "FORMAT_VERSION",
-    "MAX_NESTING",
     "Problem",
     "TransferSummary",
     "check_lines",
@@ -90,7 +95,6 @@ __all__ = [
     "import_sessions",
     "max_line_bytes",
     "migrate_sessions",
-    "nesting_depth",
 ]
 
 FORMAT = "redis-chat-history"
@@ -101,9 +105,6 @@ DEFAULT_CHUNK_SIZE = 1000
 MAX_LISTED_PROBLEMS = 1000
 #: Re-comparisons allowed per session when the target changes under an import.
 MAX_RESYNCS = 3
-#: The deepest nesting of arrays and objects a message may have to count as a message
-#: record on import (deeper ones cannot be read back without exhausting the stack).
-MAX_NESTING = 200
 #: Bytes read from a file per call.
 _READ_SIZE = 1 << 20
 
@@ -282,13 +283,22 @@ class _LineError(ValueError):
     """A line that cannot be used; the message says why."""
 
 
-def _int_field(obj: dict[str, Any], name: str, *, minimum: int, nullable: bool = False) -> Any:
+def _int_field(
+    obj: dict[str, Any],
+    name: str,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    nullable: bool = False,
+) -> Any:
     value = obj.get(name)
     if value is None and nullable:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         allowed = " or null" if nullable else ""
         raise _LineError(f'"{name}" must be an integer >= {minimum}{allowed}, got {value!r}')
+    if maximum is not None and value > maximum:
+        raise _LineError(f'"{name}" must be at most {maximum}, got {value!r}')
     return value
 
 
@@ -329,28 +339,7 @@ def _meta_field(obj: dict[str, Any]) -> dict[str, str] | None:
     return fields
 
 
-def nesting_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (0 for a scalar)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if not isinstance(item, (dict, list)):
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
-
-
-_TOO_DEEP = f"the message nests arrays or objects more than {MAX_NESTING} levels deep"
-
-
-def _too_deep(element: bytes, record: Any) -> bool:
-    # Counting brackets is cheap and bounds the depth: most elements need no walk.
-    if element.count(b"[") + element.count(b"{") <= MAX_NESTING:
-        return False
-    return nesting_depth(record) > MAX_NESTING
+_TOO_DEEP = f"the message nests arrays or objects more than {MAX_NESTING_DEPTH} levels deep"
 
 
 def _element_of(obj: dict[str, Any], validate: bool) -> bytes:
@@ -376,7 +365,7 @@ def _element_of(obj: dict[str, Any], validate: bool) -> bytes:
             raise _LineError("the message is not valid JSON") from None
         except RecursionError:
             raise _LineError(_TOO_DEEP) from None
-        if _too_deep(element, record):
+        if exceeds_nesting_limit(element, record):
             raise _LineError(_TOO_DEEP)
         if not codec.is_record(record):
             raise _LineError("the message is not a {'type': str, 'data': dict} record")
@@ -579,7 +568,7 @@ class _Reader:
             return self._message(obj)
         if "session" in obj:
             session_id = _session_field(obj)
-            ttl = _int_field(obj, "ttl", minimum=1, nullable=True)
+            ttl = _int_field(obj, "ttl", minimum=1, maximum=MAX_TTL_SECONDS, nullable=True)
             meta = _meta_field(obj)
             self.current, self.dropping, self.next_index = session_id, None, 0
             self.segment_sessions += 1

@@ -14,8 +14,7 @@ from redis.exceptions import RedisError
 from rich.table import Table
 from rich.text import Text
 
-from ..codec import is_record
-from ..transfer import MAX_NESTING, nesting_depth
+from ..codec import MAX_NESTING_DEPTH, exceeds_nesting_limit, is_record
 from ._app import main
 from ._connect import Cli, cli_command_options, layout_options
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
@@ -368,11 +367,11 @@ def read_record(element: Element) -> tuple[dict[str, Any] | None, str | None]:
     except ValueError as exc:
         return None, f"not valid JSON ({exc})"
     except RecursionError:
-        return None, f"nested more than {MAX_NESTING} levels deep"
+        return None, f"nested more than {MAX_NESTING_DEPTH} levels deep"
     if not is_record(record):
         return None, "not a {'type': str, 'data': dict} record"
-    if nesting_depth(record) > MAX_NESTING:
-        return None, f"nested more than {MAX_NESTING} levels deep"
+    if exceeds_nesting_limit(element, record):
+        return None, f"nested more than {MAX_NESTING_DEPTH} levels deep"
     return record, None
 
 
