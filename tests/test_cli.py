@@ -482,6 +482,22 @@ def test_doctor_on_an_aof_server_with_eviction(tmp_path: Path) -> None:
     assert findings["persistence"]["level"] == "warn"
     assert "appendfsync everysec" in findings["persistence"]["message"]
     assert findings["eviction"]["level"] == "risk"
+    assert "allkeys-lru" in findings["eviction"]["message"]
+    assert "stored twice" in findings["eviction"]["message"]
+
+
+def test_doctor_names_the_volatile_policy_risk(redis_url: str, client: redis.Redis) -> None:
+    """Under volatile-* doctor names the exact policy and what it means for retries."""
+    before = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    client.config_set("maxmemory-policy", "volatile-ttl")
+    try:
+        document = run_json("doctor", "--url", redis_url)
+    finally:
+        client.config_set("maxmemory-policy", before)
+    findings = {finding["topic"]: finding for finding in document["findings"]}
+    assert findings["eviction"]["level"] == "warn"
+    assert "volatile-ttl" in findings["eviction"]["message"]
+    assert "stored twice" in findings["eviction"]["message"]
 
 
 # ------------------------------------------------------------------- connection problems

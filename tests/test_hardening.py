@@ -443,3 +443,27 @@ def test_assigning_messages_raises_like_upstream(redis_url: str, client: redis.R
     ):
         with pytest.raises(NotImplementedError, match="Use the 'add_messages' instead"):
             history.messages = [HumanMessage("x")]
+
+
+def test_huge_ttl_in_an_import_file_is_a_bad_line(client: redis.Redis) -> None:
+    """A ttl over the limit in an import file is reported with its line number, nothing of
+    that session is written, and the rest of the file is imported."""
+    import json
+
+    from redis_chat_history.transfer import import_sessions
+
+    element = json.dumps(record("a"))
+    lines = [
+        json.dumps({"format": "redis-chat-history", "version": 1, "layout": "native"}),
+        json.dumps({"session": "huge", "ttl": 10**14}),
+        json.dumps({"session": "huge", "index": 0, "raw": element}),
+        json.dumps({"session": "fine", "ttl": 60}),
+        json.dumps({"session": "fine", "index": 0, "raw": element}),
+        json.dumps({"end": True, "sessions": 2, "messages": 2}),
+    ]
+    store = ChatHistoryStore(client, layout="native")
+    summary = import_sessions(store, lines)
+    assert [problem.line for problem in summary.problems] == [2]
+    assert str(MAX_TTL_SECONDS) in summary.problems[0].reason
+    assert store.count("huge") == 0 and store.count("fine") == 1
+    assert 0 < client.ttl(store.config.layout.messages_key("fine")) <= 60

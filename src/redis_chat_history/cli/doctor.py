@@ -223,8 +223,9 @@ def _memory(facts: ServerFacts) -> list[Finding]:
             Finding(
                 "risk",
                 "eviction",
-                f"maxmemory-policy {policy}: under memory "
-                "pressure whole histories are evicted silently",
+                f"maxmemory-policy {policy}: under memory pressure whole histories are "
+                "evicted silently, and so are the retry tokens that keep a re-sent append "
+                "from being stored twice",
                 "use noeviction (appends then fail loudly) or give chat history its own instance",
             )
         )
@@ -233,7 +234,10 @@ def _memory(facts: ServerFacts) -> list[Finding]:
             Finding(
                 "warn",
                 "eviction",
-                f"maxmemory-policy {policy}: sessions with a TTL can be evicted before they expire",
+                f"maxmemory-policy {policy}: sessions with a TTL can be evicted before they "
+                "expire, and their retry tokens with them (a re-sent append could then be "
+                "stored twice); sessions without a TTL are safe (their tokens get no TTL "
+                "under this policy)",
                 "use noeviction, or size the instance with headroom",
             )
         )
