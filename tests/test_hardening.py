@@ -467,3 +467,30 @@ def test_huge_ttl_in_an_import_file_is_a_bad_line(client: redis.Redis) -> None:
     assert str(MAX_TTL_SECONDS) in summary.problems[0].reason
     assert store.count("huge") == 0 and store.count("fine") == 1
     assert 0 < client.ttl(store.config.layout.messages_key("fine")) <= 60
+
+
+# ------------------------------------------------------- 24. every key a session can have
+
+
+@pytest.mark.parametrize("layout_name", ["community", "memorystore", "native"])
+def test_every_key_a_session_can_have(client: redis.Redis, layout_name: str) -> None:
+    """What the README lists, and nothing else: a drop-in append leaves the list and a
+    token set that expires within 10 minutes; metadata adds a hash and the owner index."""
+    store = ChatHistoryStore(client, layout=layout_name)
+    layout = store.config.layout
+    store.append("s", [record("a")])
+    assert set(client.scan_iter()) == {
+        layout.messages_key("s").encode(),
+        layout.token_key("s").encode(),
+    }
+    assert 0 < client.pttl(layout.token_key("s")) <= _core.TOKEN_WINDOW_MS
+    store.create_session("s", owner="alice")
+    assert set(client.scan_iter()) == {
+        key.encode()
+        for key in (
+            layout.messages_key("s"),
+            layout.token_key("s"),
+            layout.meta_key("s"),
+            layout.owner_index_key("alice"),
+        )
+    }
