@@ -1,6 +1,7 @@
 """Byte-level compatibility with the data the two upstream packages wrote.
 
-The golden fixtures (``/work/shared/fixtures``, or ``$RCH_FIXTURES_DIR``) hold the exact keys,
+The golden fixtures (``tests/fixtures``, copied from the project's shared reference folder, or
+``$RCH_FIXTURES_DIR``) hold the exact keys,
 list elements and TTLs that langchain-community 0.4.2 (langchain-core 1.7.2) and
 langchain-google-memorystore-redis 0.3.0 (langchain-core 0.3.86) left in Redis. Here the
 drop-in classes read those bytes and must write the same bytes.
@@ -61,11 +62,11 @@ READ_CASES = [case for case in CASES if case[1] != "S5"]
 
 
 def fixtures_dir() -> Path:
-    """The golden fixtures folder: $RCH_FIXTURES_DIR, else ``<repo>/../shared/fixtures``."""
+    """The golden fixtures folder: $RCH_FIXTURES_DIR, else ``tests/fixtures`` in the repo."""
     configured = os.environ.get("RCH_FIXTURES_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    return Path(__file__).resolve().parent / "fixtures"
 
 
 @functools.cache
