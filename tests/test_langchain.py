@@ -8,6 +8,8 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -58,28 +60,41 @@ def chronological(kind: str, elements: list[bytes]) -> list[bytes]:
 
 @contextmanager
 def sent_commands(redis_url: str) -> Iterator[list[str]]:
-    """Names of the commands clients sent meanwhile (not those a script ran), via the slow log.
+    """Names of the commands clients sent meanwhile (not those a script ran), via MONITOR.
 
-    With ``slowlog-log-slower-than 0`` Redis logs every command; commands run inside a Lua
-    script are logged with the client address ``?:0``, so they are told apart.
+    MONITOR shows commands run inside a Lua script with the client type ``lua`` (the slow
+    log cannot tell them apart on Valkey, which logs them with the caller's address). An
+    ECHO of a random marker ends the recording.
     """
+    marker = f"end-of-recording-{uuid.uuid4().hex}"
     admin = redis.Redis.from_url(redis_url)
-    saved = admin.config_get("slowlog-*")
-    admin.config_set("slowlog-max-len", 4096)
-    admin.config_set("slowlog-log-slower-than", 0)
-    admin.slowlog_reset()
-    own = admin.client_info()["addr"]
+    ender = redis.Redis.from_url(redis_url)
+    ender.ping()  # its handshake happens before the recording
+    seen: list[dict[str, Any]] = []
+    started = threading.Event()
+
+    def record() -> None:
+        with admin.monitor() as monitor:
+            started.set()
+            for command in monitor.listen():
+                if marker in command["command"]:
+                    return
+                seen.append(command)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    started.wait(5)
     sent: list[str] = []
     try:
         yield sent
     finally:
-        entries = admin.slowlog_get(4096)
-        admin.config_set("slowlog-log-slower-than", saved["slowlog-log-slower-than"])
-        admin.config_set("slowlog-max-len", saved["slowlog-max-len"])
+        ender.echo(marker)
+        recorder.join(10)
+        ender.close()
         admin.close()
-    for entry in reversed(entries):
-        if entry["client_address"] not in (b"?:0", own.encode()):
-            sent.append(entry["command"].split()[0].decode().upper())
+    for command in seen:
+        if command.get("client_type") != "lua":
+            sent.append(command["command"].split()[0].upper())
 
 
 def closed_port() -> int:
