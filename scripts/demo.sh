@@ -13,7 +13,7 @@ if [ ! -e ".venv/.installed-demo-$hash" ] && [ ! -e ".venv/.installed-dev-$hash"
     python3 -m venv .venv
   fi
   echo "demo: installing redis-chat-history[cli,embedded,langchain] into .venv" \
-    "(first run only, about 20 packages)..." >&2
+    "(first run only: about 45 packages, 130 MB)..." >&2
   started=$SECONDS
   log=$(mktemp)
   if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
