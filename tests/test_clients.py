@@ -22,7 +22,12 @@ from redis_chat_history import (
     aclose_shared_clients,
     close_shared_clients,
 )
-from redis_chat_history._clients import async_client_for_url, async_twin, client_for_url
+from redis_chat_history._clients import (
+    MAX_SHARED_CLIENTS,
+    async_client_for_url,
+    async_twin,
+    client_for_url,
+)
 from redis_chat_history.embedded import EmbeddedRedis
 from topologies import tls_server
 
@@ -167,3 +172,21 @@ def test_host_name_checks_turned_off_in_the_url_are_logged(
         close_shared_clients()
     warned = [r.getMessage() for r in caplog.records if "TLS verification is OFF" in r.getMessage()]
     assert len(warned) == 1 and f"ssl_check_hostname={value}" in warned[0], warned
+
+
+def test_the_url_client_cache_is_bounded_and_closes_what_it_drops(redis_url: str) -> None:
+    """A rotating URL (here a client name per tenant) keeps at most MAX_SHARED_CLIENTS
+    clients; dropped ones close their connections, and the newest still work."""
+    close_shared_clients()
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    separator = "&" if "?" in redis_url else "?"
+    urls = [f"{redis_url}{separator}cluster=no&client_name=tenant{n}" for n in range(100)]
+    for url in urls:
+        assert ChatHistoryStore(url=url).count("s") == 0
+    names = [c["name"] for c in admin.client_list() if c["name"].startswith("tenant")]
+    assert len(names) <= MAX_SHARED_CLIENTS, len(names)
+    assert len(admin.client_list()) - before <= MAX_SHARED_CLIENTS
+    assert set(names) >= {f"tenant{n}" for n in range(100 - MAX_SHARED_CLIENTS // 2, 100)}
+    close_shared_clients()
+    admin.close()

@@ -10,6 +10,7 @@ connection settings, so async methods use redis.asyncio instead of a thread pool
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import copy
@@ -333,23 +334,46 @@ def _detect_cluster(url: str, options: dict[str, Any]) -> bool:
             return False
 
 
+#: How many clients made from URLs are kept per process (the least recently used beyond
+#: that is dropped and its idle connections closed).
+MAX_SHARED_CLIENTS = 64
+
 _sync_lock = threading.Lock()
-_sync_clients: dict[str, SyncClient] = {}
+_sync_clients: collections.OrderedDict[str, SyncClient] = collections.OrderedDict()
 
 
 def client_for_url(url: str) -> SyncClient:
     """The process-wide shared client for ``url``, made on first use.
 
     A TCP URL without ``cluster=`` is probed once with ``INFO cluster``; a sentinel URL
-    gives a client that follows the current master.
+    gives a client that follows the current master. At most MAX_SHARED_CLIENTS are kept.
     """
-    client = _sync_clients.get(url)
-    if client is None:
-        with _sync_lock:
-            client = _sync_clients.get(url)
-            if client is None:
-                client = _sync_clients[url] = _build_sync(url)
+    with _sync_lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            client = _sync_clients[url] = _build_sync(url)
+        _sync_clients.move_to_end(url)
+        dropped = [
+            _sync_clients.popitem(last=False)[1]
+            for _ in range(len(_sync_clients) - MAX_SHARED_CLIENTS)
+        ]
+    for old in dropped:
+        _close_idle(old)
     return client
+
+
+def _close_idle(client: SyncClient) -> None:
+    """Close a dropped client's idle connections. One busy in another thread's call is left
+    to finish; it is closed when the dropped client is garbage (redis-py disconnects it)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        pools = [
+            n.redis_connection.connection_pool for n in client.get_nodes() if n.redis_connection
+        ]
+    else:
+        pools = [client.connection_pool]
+    pools += [sentinel.connection_pool for sentinel in _sentinels_of(client)]
+    for pool in pools:
+        pool.disconnect(inuse_connections=False)
 
 
 _async_lock = threading.Lock()
