@@ -481,7 +481,11 @@ def _build_twin(client: SyncClient) -> AsyncClient:
     pool = client.connection_pool
     if isinstance(pool, redis.sentinel.SentinelConnectionPool):
         return _sentinel_twin(pool)
-    async_cls = _CONNECTION_TWINS.get(pool.connection_class)
+    # The first known class up the MRO: URL clients use a subclass (_BudgetReads).
+    async_cls = next(
+        (_CONNECTION_TWINS[k] for k in pool.connection_class.__mro__ if k in _CONNECTION_TWINS),
+        None,
+    )
     if async_cls is None:
         raise TypeError(
             f"cannot derive an asyncio client from connections of type "
