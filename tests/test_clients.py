@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +20,16 @@ from redis_chat_history import (
     MemorystoreChatMessageHistory,
     RedisChatMessageHistory,
     aclose_shared_clients,
+    close_shared_clients,
 )
-from redis_chat_history._clients import async_client_for_url, async_twin, client_for_url
+from redis_chat_history._clients import (
+    MAX_SHARED_CLIENTS,
+    async_client_for_url,
+    async_twin,
+    client_for_url,
+)
 from redis_chat_history.embedded import EmbeddedRedis
+from topologies import tls_server
 
 PASSWORD = "s3cret-Pa55"
 
@@ -145,3 +154,39 @@ async def test_async_twin_of_a_sentinel_managed_client(tls: bool) -> None:
         assert not async_twin(manager.slave_for("mymaster")).connection_pool.is_master
     finally:
         await aclose_shared_clients()
+
+
+@pytest.mark.parametrize("value", ["false", "False", "0"])
+def test_host_name_checks_turned_off_in_the_url_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    """``ssl_check_hostname=false`` (a string in a URL) turns host name checking off on a real
+    TLS connection, and the warning the README promises is logged."""
+    with tls_server(tmp_path) as server:
+        url = (f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={server.ca_file}"
+               f"&ssl_check_hostname={value}")  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="redis_chat_history"):
+            store = ChatHistoryStore(url=url, retry_deadline=0)
+            assert store.count("s") == 0
+        assert store.client.connection_pool.make_connection().check_hostname is False
+        close_shared_clients()
+    warned = [r.getMessage() for r in caplog.records if "TLS verification is OFF" in r.getMessage()]
+    assert len(warned) == 1 and f"ssl_check_hostname={value}" in warned[0], warned
+
+
+def test_the_url_client_cache_is_bounded_and_closes_what_it_drops(redis_url: str) -> None:
+    """A rotating URL (here a client name per tenant) keeps at most MAX_SHARED_CLIENTS
+    clients; dropped ones close their connections, and the newest still work."""
+    close_shared_clients()
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    separator = "&" if "?" in redis_url else "?"
+    urls = [f"{redis_url}{separator}cluster=no&client_name=tenant{n}" for n in range(100)]
+    for url in urls:
+        assert ChatHistoryStore(url=url).count("s") == 0
+    names = [c["name"] for c in admin.client_list() if c["name"].startswith("tenant")]
+    assert len(names) <= MAX_SHARED_CLIENTS, len(names)
+    assert len(admin.client_list()) - before <= MAX_SHARED_CLIENTS
+    assert set(names) >= {f"tenant{n}" for n in range(100 - MAX_SHARED_CLIENTS // 2, 100)}
+    close_shared_clients()
+    admin.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -15,7 +17,13 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore, InvalidOptionError
+from redis_chat_history import (
+    AsyncChatHistoryStore,
+    ChatHistoryStore,
+    InvalidOptionError,
+    aclose_shared_clients,
+    close_shared_clients,
+)
 from redis_chat_history._core import RetryTimer
 from redis_chat_history.embedded import EmbeddedRedis
 
@@ -120,3 +128,75 @@ def test_a_wrong_password_is_not_retried(server: EmbeddedRedis) -> None:
         store.count("s")
     assert time.monotonic() - started < 2
     store.close()
+
+
+#: What a call may take beyond retry_deadline: the first attempt's read (the URL's 0.5 s
+#: socket timeout below) plus scheduling slack on a loaded machine.
+TOLERANCE = 1.5
+
+
+@pytest.fixture
+def frozen(server: EmbeddedRedis) -> Iterator[str]:
+    """A URL of a server that accepts connections but never answers (SIGSTOP)."""
+    os.kill(server.pid, signal.SIGSTOP)
+    yield f"redis://127.0.0.1:{server.port}/0?cluster=no&socket_timeout=0.5"
+    os.kill(server.pid, signal.SIGCONT)
+
+
+CLOSED = "redis://127.0.0.1:1/0?cluster=no&socket_timeout=0.5"
+
+
+def timed_sync(url: str, deadline: float) -> float:
+    store = ChatHistoryStore(url=url, retry_deadline=deadline)
+    started = time.monotonic()
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        store.count("s")
+    return time.monotonic() - started
+
+
+def timed_async(url: str, deadline: float) -> float:
+    async def call() -> float:
+        store = AsyncChatHistoryStore(url=url, retry_deadline=deadline)
+        started = time.monotonic()
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            await store.count("s")
+        took = time.monotonic() - started
+        await aclose_shared_clients()
+        return took
+
+    return asyncio.run(call())
+
+
+@pytest.mark.parametrize("deadline", [0, 1])
+@pytest.mark.parametrize("timed", [timed_sync, timed_async])
+def test_the_deadline_bounds_a_call_to_a_closed_port(timed: Any, deadline: float) -> None:
+    """Nothing listens: the call gives up within the deadline (redis-py's own retries
+    included) plus the tolerance."""
+    took = timed(CLOSED, deadline)
+    assert took < deadline + TOLERANCE, took
+    close_shared_clients()
+
+
+@pytest.mark.parametrize("deadline", [0, 1])
+@pytest.mark.parametrize("timed", [timed_sync, timed_async])
+def test_the_deadline_bounds_a_call_to_a_frozen_server(
+    frozen: str, timed: Any, deadline: float
+) -> None:
+    """The server accepts but never answers: the first attempt waits its socket timeout,
+    later ones no longer than the deadline."""
+    took = timed(frozen, deadline)
+    assert took < deadline + TOLERANCE, took
+    close_shared_clients()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url", ["closed", "frozen"])
+def test_the_default_deadline_bounds_a_call(request: pytest.FixtureRequest, url: str) -> None:
+    """With the default 15 s a call to a dead server ends within 15 s plus the tolerance."""
+    target = CLOSED if url == "closed" else request.getfixturevalue("frozen")
+    store = ChatHistoryStore(url=target)
+    started = time.monotonic()
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        store.count("s")
+    assert 14 < time.monotonic() - started < 15 + TOLERANCE
+    close_shared_clients()

@@ -10,14 +10,18 @@ connection settings, so async methods use redis.asyncio instead of a thread pool
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import contextvars
 import copy
 import inspect
 import logging
 import threading
+import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import redis
 import redis.asyncio
@@ -28,7 +32,7 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
 import redis.sentinel
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.exceptions import (
     AuthenticationError,
     ClusterError,
@@ -51,6 +55,7 @@ __all__ = [
     "aclose_shared_clients",
     "async_twin",
     "cached_async_client",
+    "call_budget",
     "client_for_url",
     "close_shared_clients",
     "default_retry",
@@ -78,13 +83,63 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, AuthenticationError)
 
 
+class CallBudget:
+    """The time one store call may take: retries, the store's and redis-py's, stop at
+    ``give_up_at`` (monotonic), and once an attempt has failed no wait runs past it."""
+
+    def __init__(self, deadline: float) -> None:
+        self.give_up_at = time.monotonic() + deadline
+        self.failed = False
+
+    def left(self) -> float:
+        return self.give_up_at - time.monotonic()
+
+
+_budget: contextvars.ContextVar[CallBudget | None] = contextvars.ContextVar(
+    "redis_chat_history_call_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def call_budget(deadline: float) -> Iterator[CallBudget]:
+    """Bound the store call made inside by ``deadline`` seconds (see CallBudget)."""
+    budget = CallBudget(deadline)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
 def _retryable(error: Exception, also: Callable[[Exception], bool] | None) -> bool:
     # AuthenticationError is a ConnectionError, but retrying cannot fix a wrong password.
-    return not isinstance(error, AuthenticationError) and (also is None or also(error))
+    if isinstance(error, AuthenticationError) or (also is not None and not also(error)):
+        return False
+    budget = _budget.get()
+    if budget is None:
+        return True
+    budget.failed = True
+    return budget.left() > 0
+
+
+class _BudgetBackoff(AbstractBackoff):
+    """A backoff whose waits end at the running store call's deadline."""
+
+    def __init__(self, backoff: AbstractBackoff) -> None:
+        self.backoff = backoff
+
+    def reset(self) -> None:
+        self.backoff.reset()
+
+    def compute(self, failures: int) -> float:
+        budget = _budget.get()
+        wait = self.backoff.compute(failures)
+        return wait if budget is None else max(0.0, min(wait, budget.left()))
 
 
 class _Retry(Retry):
-    """redis-py's Retry, except that a rejected password fails at once."""
+    """redis-py's Retry, except that a rejected password fails at once and that, inside a
+    store call, retries stop at the call's deadline."""
 
     def call_with_retry(
         self,
@@ -115,8 +170,34 @@ class _AsyncRetry(redis.asyncio.retry.Retry):
 
 def default_retry() -> Retry:
     """redis-py's own default for ``Redis()`` (10 retries, jittered backoff from 10 ms to
-    1 s on connection errors and timeouts), minus retrying a rejected password."""
-    return _Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), DEFAULT_RETRIES)
+    1 s on connection errors and timeouts), minus retrying a rejected password, and within
+    a store call's retry deadline."""
+    return _Retry(_BudgetBackoff(ExponentialWithJitterBackoff(base=0.01, cap=1)), DEFAULT_RETRIES)
+
+
+class _BudgetReads:
+    """Mixed into the connection class of clients made from URLs: once an attempt of the
+    running store call has failed, a reply is awaited at most until the call's deadline."""
+
+    socket_timeout: float | None
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        budget = _budget.get()
+        if budget is not None and budget.failed and "timeout" not in kwargs:
+            left = max(budget.left(), 0.01)
+            if self.socket_timeout is None or left < self.socket_timeout:
+                kwargs["timeout"] = left
+        return super().read_response(*args, **kwargs)  # type: ignore[misc]
+
+
+_budget_classes: dict[type, type] = {}
+
+
+def _with_budget_reads(pool: Any) -> None:
+    cls = pool.connection_class
+    if cls not in _budget_classes:
+        _budget_classes[cls] = type(cls.__name__, (_BudgetReads, cls), {})
+    pool.connection_class = _budget_classes[cls]
 
 
 def _url_options() -> dict[str, Any]:
@@ -128,31 +209,73 @@ def _url_options() -> dict[str, Any]:
     }
 
 
+# Query options whose value is a secret: password=, sentinel_password=, ssl_password=, ...
+_SECRET_OPTION_WORDS = ("password", "passwd", "pwd", "secret", "token", "auth", "credential")
+
+
+def _is_secret_option(name: str) -> bool:
+    decoded = unquote_plus(name).lower()
+    return any(word in decoded for word in _SECRET_OPTION_WORDS)
+
+
+def _query_secrets(text: str, start: int) -> list[tuple[int, int]]:
+    """Spans of secret option values in the query that begins after ``text[start]``.
+
+    An item without ``=`` right after a secret one is the rest of that secret (a password
+    holding an unencoded ``&``)."""
+    spans, position, in_secret = [], start + 1, False
+    for item in text[start + 1 :].split("&"):
+        name, equals, _value = item.partition("=")
+        if equals:
+            in_secret = _is_secret_option(name)
+            if in_secret:
+                spans.append((position + len(name) + 1, position + len(item)))
+        elif in_secret and item:
+            spans.append((position, position + len(item)))
+        position += len(item) + 1
+    return spans
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or ``password=`` query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    shown = url
-    if "@" in parts.netloc:
-        userinfo, host = parts.netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-        shown = shown.replace(parts.netloc, netloc, 1)
-    if parts.query:
-        query = "&".join(
-            f"{item.split('=', 1)[0]}=***" if item.split("=", 1)[0].lower() == "password" else item
-            for item in parts.query.split("&")
-        )
-        shown = shown.replace("?" + parts.query, "?" + query, 1)
-    return shown
+    """``url`` with every credential shown as ``***``: the password of the userinfo and any
+    query option named like a password, secret or token (``password=``,
+    ``sentinel_password=``, ``ssl_password=``, also percent-encoded names).
+
+    It does not rely on urlsplit, which ends the host part at an unencoded ``#``, ``?`` or
+    ``/`` in a password. Where a secret ends is not always knowable (a ``?`` before the last
+    ``@`` may start the query or be part of the password): every reading is applied, so
+    more may be hidden, never less.
+    """
+    scheme_end = url.find("://")
+    begin = scheme_end + 3 if scheme_end >= 0 else 0
+    at = url.rfind("@", begin)
+    spans: list[tuple[int, int]] = []
+    if at >= 0:
+        colon = url.find(":", begin, at)
+        if colon >= 0:
+            spans.append((colon + 1, at))
+    for query_start in {url.find("?", begin), url.find("?", max(at, begin))}:
+        if query_start >= 0:
+            spans += _query_secrets(url, query_start)
+    hidden = [False] * len(url)
+    for first, last in spans:
+        hidden[first:last] = [True] * (last - first)
+    shown: list[str] = []
+    for position, char in enumerate(url):
+        if not hidden[position]:
+            shown.append(char)
+        elif position == 0 or not hidden[position - 1]:
+            shown.append("***")
+    return "".join(shown)
 
 
 def _direct_options(parsed: ParsedUrl, shown: str) -> dict[str, Any]:
     query = dict(parse_qsl(urlsplit(parsed.url).query))
     warn_if_unverified(shown, query)
-    return _url_options()
+    options = _url_options()
+    if urlsplit(parsed.url).scheme == "unix":  # keepalive is a TCP option
+        del options["socket_keepalive"]
+    return options
 
 
 def _sentinel_settings(target: SentinelTarget, shown: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -183,9 +306,11 @@ def _build_sync(url: str) -> SyncClient:
         target = parsed.sentinel
         master, sentinels = _sentinel_settings(target, shown)
         manager = redis.sentinel.Sentinel(
-            list(target.sentinels), sentinel_kwargs=sentinels, retry=default_retry(), **master
-        )
+            list(target.sentinels), sentinel_kwargs={**sentinels, "retry": default_retry()},
+            retry=default_retry(), **master,
+        )  # fmt: skip
         master_client: redis.Redis = manager.master_for(target.service)
+        _with_budget_reads(master_client.connection_pool)
         return master_client
     options = _direct_options(parsed, shown)
     cluster = parsed.cluster
@@ -193,7 +318,9 @@ def _build_sync(url: str) -> SyncClient:
         cluster = _detect_cluster(parsed.url, options)
     if cluster:
         return redis.cluster.RedisCluster.from_url(parsed.url, **options)
-    return redis.Redis.from_url(parsed.url, retry=default_retry(), **options)
+    client = redis.Redis.from_url(parsed.url, retry=default_retry(), **options)
+    _with_budget_reads(client.connection_pool)
+    return client
 
 
 def _detect_cluster(url: str, options: dict[str, Any]) -> bool:
@@ -207,23 +334,46 @@ def _detect_cluster(url: str, options: dict[str, Any]) -> bool:
             return False
 
 
+#: How many clients made from URLs are kept per process (the least recently used beyond
+#: that is dropped and its idle connections closed).
+MAX_SHARED_CLIENTS = 64
+
 _sync_lock = threading.Lock()
-_sync_clients: dict[str, SyncClient] = {}
+_sync_clients: collections.OrderedDict[str, SyncClient] = collections.OrderedDict()
 
 
 def client_for_url(url: str) -> SyncClient:
     """The process-wide shared client for ``url``, made on first use.
 
     A TCP URL without ``cluster=`` is probed once with ``INFO cluster``; a sentinel URL
-    gives a client that follows the current master.
+    gives a client that follows the current master. At most MAX_SHARED_CLIENTS are kept.
     """
-    client = _sync_clients.get(url)
-    if client is None:
-        with _sync_lock:
-            client = _sync_clients.get(url)
-            if client is None:
-                client = _sync_clients[url] = _build_sync(url)
+    with _sync_lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            client = _sync_clients[url] = _build_sync(url)
+        _sync_clients.move_to_end(url)
+        dropped = [
+            _sync_clients.popitem(last=False)[1]
+            for _ in range(len(_sync_clients) - MAX_SHARED_CLIENTS)
+        ]
+    for old in dropped:
+        _close_idle(old)
     return client
+
+
+def _close_idle(client: SyncClient) -> None:
+    """Close a dropped client's idle connections. One busy in another thread's call is left
+    to finish; it is closed when the dropped client is garbage (redis-py disconnects it)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        pools = [
+            n.redis_connection.connection_pool for n in client.get_nodes() if n.redis_connection
+        ]
+    else:
+        pools = [client.connection_pool]
+    pools += [sentinel.connection_pool for sentinel in _sentinels_of(client)]
+    for pool in pools:
+        pool.disconnect(inuse_connections=False)
 
 
 _async_lock = threading.Lock()
@@ -239,7 +389,8 @@ async def _build_async(url: str) -> AsyncClient:
         target = parsed.sentinel
         master, sentinels = _sentinel_settings(target, shown)
         manager = redis.asyncio.sentinel.Sentinel(
-            list(target.sentinels), sentinel_kwargs=sentinels,
+            list(target.sentinels),
+            sentinel_kwargs={**sentinels, "retry": _async_retry(default_retry())},
             retry=_async_retry(default_retry()), **master,
         )  # fmt: skip
         async_master: redis.asyncio.Redis = manager.master_for(target.service)
@@ -330,7 +481,11 @@ def _build_twin(client: SyncClient) -> AsyncClient:
     pool = client.connection_pool
     if isinstance(pool, redis.sentinel.SentinelConnectionPool):
         return _sentinel_twin(pool)
-    async_cls = _CONNECTION_TWINS.get(pool.connection_class)
+    # The first known class up the MRO: URL clients use a subclass (_BudgetReads).
+    async_cls = next(
+        (_CONNECTION_TWINS[k] for k in pool.connection_class.__mro__ if k in _CONNECTION_TWINS),
+        None,
+    )
     if async_cls is None:
         raise TypeError(
             f"cannot derive an asyncio client from connections of type "

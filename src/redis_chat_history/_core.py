@@ -339,7 +339,7 @@ class RetryTimer:
     redis-py already retries each command a few times; this covers what outlasts that, such
     as a failover (seconds). Every plan is safe to send again (appends carry their token),
     so it is re-sent with backoff from 50 ms doubling to 1 s until ``deadline`` seconds
-    after the first failure; then the error is raised.
+    after the call started (the timer is made when it starts); then the error is raised.
     """
 
     def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:

@@ -26,7 +26,13 @@ from redis.exceptions import (
 
 from . import _core
 from . import _sessions_core as _sessions
-from ._clients import async_client_for_url, cached_async_client, is_transient, redact_url
+from ._clients import (
+    async_client_for_url,
+    cached_async_client,
+    call_budget,
+    is_transient,
+    redact_url,
+)
 from ._sessions_core import ReindexReport, SessionInfo, SessionPage
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
@@ -299,18 +305,26 @@ class AsyncChatHistoryStore:
             return None
 
     async def _run(self, plan: _core.Plan[T]) -> T:
-        timer: _core.RetryTimer | None = None
-        while True:
-            try:
-                return await self._run_once(plan)
-            except RedisError as error:
-                if not is_transient(error):
-                    raise
-                timer = timer or _core.RetryTimer(self.config.retry_deadline)
-                delay = timer.next_delay()
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
+        """Send the plan, again after transient errors until ``retry_deadline`` seconds after
+        the call started; an attempt after a failure is cut off at the deadline."""
+        timer = _core.RetryTimer(self.config.retry_deadline)
+        with call_budget(self.config.retry_deadline) as budget:
+            while True:
+                try:
+                    if not budget.failed:
+                        return await self._run_once(plan)
+                    try:
+                        return await asyncio.wait_for(self._run_once(plan), max(budget.left(), 0))
+                    except asyncio.TimeoutError as cut:
+                        raise TimeoutError("no reply before the retry deadline") from cut
+                except RedisError as error:
+                    if not is_transient(error):
+                        raise
+                    budget.failed = True
+                    delay = timer.next_delay()
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
 
     async def _run_once(self, plan: _core.Plan[T]) -> T:
         client = await self._connection()

@@ -24,7 +24,7 @@ from redis.exceptions import (
 
 from . import _core
 from . import _sessions_core as _sessions
-from ._clients import client_for_url, is_transient, redact_url
+from ._clients import call_budget, client_for_url, is_transient, redact_url
 from ._sessions_core import ReindexReport, SessionInfo, SessionPage
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
@@ -289,18 +289,21 @@ class ChatHistoryStore:
             return None
 
     def _run(self, plan: _core.Plan[T]) -> T:
-        timer: _core.RetryTimer | None = None
-        while True:
-            try:
-                return self._run_once(plan)
-            except RedisError as error:
-                if not is_transient(error):
-                    raise
-                timer = timer or _core.RetryTimer(self.config.retry_deadline)
-                delay = timer.next_delay()
-                if delay is None:
-                    raise
-                time.sleep(delay)
+        """Send the plan, again after transient errors until ``retry_deadline`` seconds after
+        the call started (clients made from URLs stop their own retries then too)."""
+        timer = _core.RetryTimer(self.config.retry_deadline)
+        with call_budget(self.config.retry_deadline) as budget:
+            while True:
+                try:
+                    return self._run_once(plan)
+                except RedisError as error:
+                    if not is_transient(error):
+                        raise
+                    budget.failed = True
+                    delay = timer.next_delay()
+                    if delay is None:
+                        raise
+                    time.sleep(delay)
 
     def _run_once(self, plan: _core.Plan[T]) -> T:
         try:

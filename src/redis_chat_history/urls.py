@@ -21,9 +21,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS, to_bool
 
 from .errors import InvalidOptionError
 
@@ -109,6 +109,23 @@ def _sentinel_target(url: str, parts: Any, options: dict[str, Any]) -> SentinelT
     )
 
 
+def _check_port(url: str, parts: Any) -> None:
+    """Refuse a port that is not a number without quoting it: with an unencoded ``#``, ``?``
+    or ``/`` in the password, what urlsplit takes for the port is part of the password."""
+    try:
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError:  # its message quotes the "port"; raised outside, without context
+        bad_port = True
+    else:
+        return
+    if bad_port and "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        raise InvalidOptionError(
+            "the password in the URL holds an unencoded '#', '?' or '/': percent-encode "
+            "it (urllib.parse.quote(password, safe=''))"
+        )
+    raise InvalidOptionError("the port in the URL is not a number")
+
+
 def parse_url(url: str) -> ParsedUrl:
     """Split ``url`` into a direct URL (with our options removed) or a sentinel target."""
     if not isinstance(url, str):
@@ -131,16 +148,28 @@ def parse_url(url: str) -> ParsedUrl:
         )
     if parts.scheme == "unix" and cluster:
         raise InvalidOptionError("Redis Cluster is not reachable over a unix socket")
+    _check_port(url, parts)
     _parse_options(urlencode(query))  # reject bad values now, with a clear error
-    direct = urlunsplit(parts._replace(query=urlencode(query)))
+    # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
+    direct = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if query:
+        direct += "?" + urlencode(query)
     return ParsedUrl("direct", direct, False if parts.scheme == "unix" else cluster)
 
 
+def _turned_off(value: Any) -> bool:
+    # As redis-py reads the option: a URL gives a string ("false", "0", "no", ...).
+    return to_bool(value) is False if isinstance(value, str) else value is False
+
+
 def warn_if_unverified(shown_url: str, options: dict[str, Any]) -> None:
-    """Log a warning when TLS certificate or host name checks were turned off."""
+    """Log a warning when TLS certificate or host name checks were turned off (values may be
+    the URL's strings or parsed options)."""
     cert_reqs = options.get("ssl_cert_reqs")
-    unverified = cert_reqs in (ssl.CERT_NONE, "none", "NONE", "CERT_NONE")
-    if unverified or options.get("ssl_check_hostname") is False:
+    unverified = cert_reqs == ssl.CERT_NONE or (
+        isinstance(cert_reqs, str) and cert_reqs.lower() in ("none", "cert_none")
+    )
+    if unverified or _turned_off(options.get("ssl_check_hostname")):
         logger.warning(
             "TLS verification is OFF for %s (ssl_cert_reqs=%s, ssl_check_hostname=%s): the "
             "server's identity is not checked; use only for tests",
