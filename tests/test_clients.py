@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,4 +191,37 @@ def test_the_url_client_cache_is_bounded_and_closes_what_it_drops(redis_url: str
     assert len(admin.client_list()) - before <= MAX_SHARED_CLIENTS
     assert set(names) >= {f"tenant{n}" for n in range(100 - MAX_SHARED_CLIENTS // 2, 100)}
     close_shared_clients()
+    admin.close()
+
+
+def test_each_asyncio_run_closes_what_it_made(redis_url: str) -> None:
+    """The README's async snippets (a store from a URL, a LangChain history from a URL, the
+    asyncio twin of a sync client), each in its own asyncio.run(), 20 times: no connection
+    is left open and nothing warns, with every warning an error."""
+    script = Path(__file__).with_name("readme_async_snippets.py")
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(script), redis_url, "20"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "Exception ignored" not in result.stderr, (
+        result.stderr[-2000:]
+    )
+    assert int(result.stdout) == 1  # only the connection that counted
+
+
+async def test_the_async_url_client_cache_is_bounded(redis_url: str) -> None:
+    """Per event loop, at most MAX_SHARED_CLIENTS URL clients are kept; dropped ones are
+    closed, and a store whose client was dropped still works (it gets a fresh one)."""
+    admin = redis.Redis.from_url(redis_url)
+    separator = "&" if "?" in redis_url else "?"
+    urls = [f"{redis_url}{separator}cluster=no&client_name=atenant{n}" for n in range(100)]
+    first = AsyncChatHistoryStore(url=urls[0])
+    for url in urls:
+        assert await AsyncChatHistoryStore(url=url).count("s") == 0
+    names = [c["name"] for c in admin.client_list() if c["name"].startswith("atenant")]
+    assert len(names) <= MAX_SHARED_CLIENTS, len(names)
+    assert await first.append("s", [{"type": "human", "data": {"content": "x"}}]) == 1
+    await aclose_shared_clients()
+    assert not [c for c in admin.client_list() if c["name"].startswith("atenant")]
     admin.close()

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
@@ -377,10 +377,52 @@ def _close_idle(client: SyncClient) -> None:
 
 
 _async_lock = threading.Lock()
-# event loop -> {url -> client}; entries vanish with their loop.
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncClient]] = (
+# event loop -> {url -> client}, least recently used first; entries vanish with their loop.
+_async_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, collections.OrderedDict[str, AsyncClient]
+] = weakref.WeakKeyDictionary()
+# Loops whose attributes cannot be set (some third-party loops): their closing generators.
+_loop_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def _close_at_loop_end() -> AsyncIterator[None]:
+    """Suspended for the life of its event loop. ``asyncio.run()`` (like every loop that
+    ends with ``shutdown_asyncgens()``) closes it at the end, which closes the clients
+    made for that loop, so none is left for the garbage collector."""
+    try:
+        yield
+    finally:
+        loop = asyncio.get_running_loop()
+        _loop_guards.pop(loop, None)
+        await aclose_shared_clients()
+
+
+def _watch_loop() -> None:
+    """Make sure the running loop closes what we make for it when it ends."""
+    loop = asyncio.get_running_loop()
+    if getattr(loop, "_redis_chat_history_guard", None) is not None or loop in _loop_guards:
+        return
+    guard = _close_at_loop_end()
+    try:  # the loop holds its guard: a cycle the garbage collector can take with the loop
+        loop._redis_chat_history_guard = guard  # type: ignore[attr-defined]
+    except AttributeError:
+        _loop_guards[loop] = guard
+    # Run it to its yield now (it awaits nothing before): the loop's first-iteration
+    # hook registers it for shutdown_asyncgens().
+    with contextlib.suppress(StopIteration):
+        guard.__anext__().send(None)  # type: ignore[attr-defined]
+
+
+async def _aclose(client: Any) -> None:
+    """Close an asyncio client we made, with its pool and any sentinel connections."""
+    if isinstance(client, redis.asyncio.Redis):
+        await client.aclose(close_connection_pool=True)
+    else:
+        await client.aclose()
+    for sentinel in _sentinels_of(client):
+        await sentinel.aclose()
 
 
 async def _build_async(url: str) -> AsyncClient:
@@ -416,21 +458,34 @@ async def _build_async(url: str) -> AsyncClient:
 def cached_async_client(url: str) -> AsyncClient | None:
     """The shared asyncio client for ``url`` on the running loop, if one was made."""
     with _async_lock:
-        return _async_clients.get(asyncio.get_running_loop(), {}).get(url)
+        clients = _async_clients.get(asyncio.get_running_loop())
+        return None if clients is None else clients.get(url)
 
 
 async def async_client_for_url(url: str) -> AsyncClient:
-    """The shared asyncio client for ``url`` on the running event loop, made on first use."""
-    client = cached_async_client(url)
-    if client is not None:
-        return client
-    built = await _build_async(url)
+    """The shared asyncio client for ``url`` on the running event loop, made on first use.
+
+    At most MAX_SHARED_CLIENTS are kept per loop; a dropped one is closed (a call still
+    using it fails with a connection error, which the stores retry on a fresh client).
+    All are closed when the loop ends through ``asyncio.run()``."""
     loop = asyncio.get_running_loop()
     with _async_lock:
-        clients = _async_clients.setdefault(loop, {})
+        clients = _async_clients.get(loop)
+        client = None if clients is None else clients.get(url)
+        if clients is not None and client is not None:
+            clients.move_to_end(url)
+            return client
+    _watch_loop()
+    built = await _build_async(url)
+    with _async_lock:
+        clients = _async_clients.setdefault(loop, collections.OrderedDict())
         client = clients.setdefault(url, built)
+        clients.move_to_end(url)
+        dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
     if client is not built:  # another task won the race
-        await built.aclose()
+        dropped.append(built)
+    for old in dropped:
+        await _aclose(old)
     return client
 
 
@@ -539,8 +594,10 @@ _twins: weakref.WeakKeyDictionary[
 
 
 def async_twin(client: SyncClient) -> AsyncClient:
-    """An asyncio client with ``client``'s connection settings, shared per event loop."""
+    """An asyncio client with ``client``'s connection settings, shared per event loop and
+    closed when the loop ends through ``asyncio.run()`` (see _close_at_loop_end)."""
     loop = asyncio.get_running_loop()
+    _watch_loop()
     with _async_lock:
         twins = _twins.setdefault(loop, weakref.WeakKeyDictionary())
         twin = twins.get(client)
@@ -568,16 +625,11 @@ def _sentinels_of(client: Any) -> list[Any]:
 
 async def aclose_shared_clients() -> None:
     """Close the asyncio clients this package made for the running event loop: the ones
-    made from URLs and the twins of sync clients. Call it before the loop ends (e.g. at
-    application shutdown) so no connection is left for the garbage collector."""
+    made from URLs and the twins of sync clients. ``asyncio.run()`` does this by itself
+    when its loop ends; call it yourself before a loop you manage ends."""
     loop = asyncio.get_running_loop()
     with _async_lock:
         clients: list[AsyncClient] = list(_async_clients.pop(loop, {}).values())
         clients += list(_twins.pop(loop, {}).values())
     for client in clients:
-        if isinstance(client, redis.asyncio.Redis):
-            await client.aclose(close_connection_pool=True)
-        else:
-            await client.aclose()
-        for sentinel in _sentinels_of(client):
-            await sentinel.aclose()
+        await _aclose(client)
