@@ -565,7 +565,7 @@ def test_embedded_server_when_no_url(tmp_path: Path) -> None:
     env = {"XDG_DATA_HOME": str(tmp_path)}
     result = run("sessions", "--json", env=env)
     assert result.exit_code == 1  # a fresh server has no sessions
-    assert "using the embedded redis-server redis://127.0.0.1:" in result.stderr
+    assert "using the embedded redis-server redis://:***@127.0.0.1:" in result.stderr
     assert str(tmp_path) in result.stderr
     assert json.loads(result.stdout)["total"] == 0
     # The data directory is free again: the server was stopped at the end.

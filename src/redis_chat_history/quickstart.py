@@ -64,7 +64,7 @@ def _redis_url(given: str | None = None) -> Iterator[str]:
         yield url
         return
     with EmbeddedRedis(persistent=True) as server:
-        print(f"Using an embedded redis-server on {server.url} (data in {server.dir})")
+        print(f"Using an embedded redis-server on {redact_url(server.url)} (data in {server.dir})")
         yield server.url
 
 

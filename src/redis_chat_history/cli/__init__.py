@@ -50,7 +50,7 @@ except ImportError as _error:  # the [cli] extra is not installed
 
 else:
     # Importing a command module registers its commands on ``main``.
-    from . import browse, demo, doctor, manage  # noqa: F401
+    from . import browse, demo, doctor, embedded, manage  # noqa: F401
 
     if importlib.util.find_spec(f"{__name__}.transfer") is not None:
         from . import transfer  # type: ignore[attr-defined,unused-ignore]  # noqa: F401  (export/import/migrate)

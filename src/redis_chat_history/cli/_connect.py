@@ -211,16 +211,18 @@ class Cli:
         server = EmbeddedRedis(persistent=True)
         try:
             server.start()
-        except (RuntimeError, FileNotFoundError) as exc:
+        except (RuntimeError, OSError) as exc:
             raise CliError(
                 f"no --url, $REDIS_CHAT_HISTORY_URL or $REDIS_URL, and the embedded "
                 f"redis-server could not start: {exc}",
                 EXIT_CONNECTION,
             ) from None
         self._embedded = server
-        self._url = self.shown_url = server.url
-        self.server = f"embedded redis-server {server.url} (data in {server.dir})"
-        self.out.note(f"using the {self.server}; pass --url or set REDIS_URL for another")
+        self._url = server.url  # holds the server's password
+        self.shown_url = redact_url(server.url)
+        self.server = f"embedded redis-server {self.shown_url} (data in {server.dir})"
+        shared = f", already running as pid {server.pid}" if server.reused else ""
+        self.out.note(f"using the {self.server}{shared}; pass --url or set REDIS_URL for another")
         return server.client()
 
     def store(self, layout: Layout | str = "native") -> ChatHistoryStore:
@@ -228,7 +230,8 @@ class Cli:
         return ChatHistoryStore(self.client, layout=layout, retry_deadline=CLI_RETRY_DEADLINE)
 
     def close(self) -> None:
-        """Close the client and stop the embedded server, if any were made."""
+        """Close the client and leave the embedded server, if any were made (it stops when
+        no other process is using it)."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
