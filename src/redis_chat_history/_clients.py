@@ -350,13 +350,19 @@ def client_for_url(url: str) -> SyncClient:
     """
     with _sync_lock:
         client = _sync_clients.get(url)
-        if client is None:
-            client = _sync_clients[url] = _build_sync(url)
+        if client is not None:
+            _sync_clients.move_to_end(url)
+            return client
+    built = _build_sync(url)  # outside the lock: it may probe a slow server
+    with _sync_lock:
+        client = _sync_clients.setdefault(url, built)
         _sync_clients.move_to_end(url)
         dropped = [
             _sync_clients.popitem(last=False)[1]
             for _ in range(len(_sync_clients) - MAX_SHARED_CLIENTS)
         ]
+    if client is not built:  # another thread made one meanwhile
+        dropped.append(built)
     for old in dropped:
         _close_idle(old)
     return client
@@ -381,10 +387,6 @@ _async_lock = threading.Lock()
 _async_clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, collections.OrderedDict[str, AsyncClient]
 ] = weakref.WeakKeyDictionary()
-# Loops whose attributes cannot be set (some third-party loops): their closing generators.
-_loop_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 async def _close_at_loop_end() -> AsyncIterator[None]:
@@ -394,21 +396,20 @@ async def _close_at_loop_end() -> AsyncIterator[None]:
     try:
         yield
     finally:
-        loop = asyncio.get_running_loop()
-        _loop_guards.pop(loop, None)
         await aclose_shared_clients()
 
 
 def _watch_loop() -> None:
-    """Make sure the running loop closes what we make for it when it ends."""
+    """Make sure the running loop closes what we make for it when it ends. (A loop that
+    takes no attributes gets no guard: close its clients with aclose_shared_clients().)"""
     loop = asyncio.get_running_loop()
-    if getattr(loop, "_redis_chat_history_guard", None) is not None or loop in _loop_guards:
+    if getattr(loop, "_redis_chat_history_guard", None) is not None:
         return
     guard = _close_at_loop_end()
     try:  # the loop holds its guard: a cycle the garbage collector can take with the loop
         loop._redis_chat_history_guard = guard  # type: ignore[attr-defined]
     except AttributeError:
-        _loop_guards[loop] = guard
+        return
     # Run it to its yield now (it awaits nothing before): the loop's first-iteration
     # hook registers it for shutdown_asyncgens().
     with contextlib.suppress(StopIteration):

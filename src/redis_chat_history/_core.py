@@ -39,6 +39,7 @@ from .layouts import Layout, resolve_layout
 __all__ = [
     "APPEND_SCRIPT",
     "AppendOutcome",
+    "EVICTION",
     "Call",
     "EvictionWatch",
     "Plan",
@@ -287,6 +288,9 @@ class Plan(Generic[T]):
     #: The calls must run in order on one connection to the primary holding ``keys[0]``
     #: (WAIT and WAITAOF only count writes made on their own connection).
     same_connection: bool = False
+    #: An append whose token set must not expire under a volatile-* eviction policy: the
+    #: store learns the server's policy (once) and sends persisting_tokens(plan) if so.
+    records_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,7 +420,7 @@ def plan_append(
     call = Call(args=(*head, *elements), script=APPEND_SCRIPT, keys=keys)
     level = durability or config.durability
     if not level.waits:
-        return Plan((call,), lambda replies: _append_result(replies[0]), keys)
+        return Plan((call,), lambda replies: _append_result(replies[0]), keys, records_tokens=True)
 
     def parse(replies: list[Any]) -> int | AppendOutcome:
         try:
@@ -429,30 +433,52 @@ def plan_append(
 
 
 class EvictionWatch:
-    """The eviction policy of each client's server, learned once per client (weakly held),
-    and the warning about it given once per client."""
+    """The eviction policy of each server we write to, learned once per client (keyed by
+    its URL when it was made from one, so the clients made per event loop share it), and
+    the warning about it given once per client."""
+
+    #: URLs remembered at most; past that the memory starts afresh.
+    MAX_URLS = 1024
 
     def __init__(self) -> None:
-        self._policies: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._warned: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._by_url: dict[str, str] = {}
+        self._by_client: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._warned_urls: set[str] = set()
+        self._warned_clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def knows(self, client: Any) -> bool:
-        return client in self._policies
+    def policy(self, client: Any, url: str | None) -> str | None:
+        """The policy learned for this client (or URL), None if not learned yet."""
+        return self._by_url.get(url) if url is not None else self._by_client.get(client)
 
-    def learn(self, client: Any, info: Mapping[str, Any] | None) -> None:
+    def learn(self, client: Any, url: str | None, info: Mapping[str, Any] | None) -> None:
         """Record the policy from an ``INFO memory`` reply (None: it could not be read,
         e.g. an ACL user without INFO; treated as noeviction, the server default)."""
         policy = "noeviction" if info is None else str(info.get("maxmemory_policy", ""))
-        self._policies[client] = policy or "noeviction"
+        if url is None:
+            self._by_client[client] = policy or "noeviction"
+            return
+        if len(self._by_url) >= self.MAX_URLS:
+            self._by_url.clear()
+        self._by_url[url] = policy or "noeviction"
 
-    def persist_tokens(self, client: Any, ttl: int | None) -> bool:
-        """Whether appends through ``client`` keep token sets of sessions without ttl from
-        expiring; logs the remaining risk, if any, once per client."""
-        persist, warning = eviction_risk(self._policies.get(client, "noeviction"), ttl)
-        if warning is not None and client not in self._warned:
-            self._warned.add(client)
-            logger.warning("%s", warning)
+    def persist_tokens(self, client: Any, url: str | None, ttl: int | None) -> bool:
+        """Whether appends keep token sets of sessions without ttl from expiring; logs the
+        remaining risk, if any, once per client."""
+        persist, warning = eviction_risk(self.policy(client, url) or "noeviction", ttl)
+        if warning is not None:
+            if url is not None and url not in self._warned_urls:
+                if len(self._warned_urls) >= self.MAX_URLS:
+                    self._warned_urls.clear()
+                self._warned_urls.add(url)
+                logger.warning("%s", warning)
+            elif url is None and client not in self._warned_clients:
+                self._warned_clients.add(client)
+                logger.warning("%s", warning)
         return persist
+
+
+#: One for the process: the sync and async stores share what they learned.
+EVICTION = EvictionWatch()
 
 
 def persisting_tokens(plan: Plan[T]) -> Plan[T]:
@@ -462,7 +488,7 @@ def persisting_tokens(plan: Plan[T]) -> Plan[T]:
     assert call.script is APPEND_SCRIPT
     args = (*call.args[:5], 1, *call.args[6:])
     calls = (call._replace(args=args), *plan.calls[1:])
-    return Plan(calls, plan.parse, plan.keys, plan.same_connection)
+    return Plan(calls, plan.parse, plan.keys, plan.same_connection)  # records_tokens: done
 
 
 def eviction_risk(policy: str, ttl: int | None) -> tuple[bool, str | None]:

@@ -274,9 +274,6 @@ return 1
 DELETE_SCRIPT = Script(
     ADOPT_META_LUA
     + """
-if KEYS[5] and redis.call('EXISTS', KEYS[3]) == 0 then
-  adopt_meta(KEYS[3], KEYS[5], ARGV[1])
-end
 local expected = {'list', 'zset', 'hash'}
 for n = 1, 3 do
   local found = redis.call('TYPE', KEYS[n])['ok']
@@ -284,11 +281,18 @@ for n = 1, 3 do
     return {'WRONGTYPE', n, found}
   end
 end
+if KEYS[5] and redis.call('EXISTS', KEYS[3]) == 0 then
+  adopt_meta(KEYS[3], KEYS[5], ARGV[1])
+end
 local owner = redis.call('HGET', KEYS[3], 'owner')
 local removed = redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('DEL', KEYS[2])
 if KEYS[4] and redis.call('TYPE', KEYS[4])['ok'] == 'zset' then
   redis.call('DEL', KEYS[4])
+end
+if KEYS[5] and redis.call('TYPE', KEYS[5])['ok'] == 'hash'
+    and redis.call('HGET', KEYS[5], 'session') == ARGV[1] then
+  redis.call('DEL', KEYS[5])  -- a 0.1.0 leftover of this very session
 end
 return {removed, owner}
 """
@@ -677,15 +681,21 @@ def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | Non
         last_ms = _ms(fields.get("last_activity"))
         if session_id is None or session_owner is None or last_ms is None:
             continue
-        if owner is not None and session_owner != owner:
-            continue
-        if layout.meta_key(session_id) != key:
-            if layout.legacy_meta_key(session_id) != key:
-                continue  # another layout's (or not ours at all)
-            legacy.append(session_id)
-        touches.extend(plan_touch_index(config, session_owner, session_id, last_ms).calls)
-    if legacy:  # reading a session adopts its metadata under the current name
-        yield _plan_reads(config, legacy)
+        if layout.meta_key(session_id) == key:
+            if owner is None or session_owner == owner:
+                touches.extend(plan_touch_index(config, session_owner, session_id, last_ms).calls)
+        elif layout.legacy_meta_key(session_id) == key:
+            legacy.append(session_id)  # indexed below from what the session holds now
+    indexed = {call.args[1] for call in touches}
+    legacy = [session_id for session_id in dict.fromkeys(legacy) if session_id not in indexed]
+    if legacy:  # reading a session adopts its 0.1.0 metadata (if it has no newer one)
+        reads: list[_Read] = yield _plan_reads(config, legacy)
+        for session_id, read in zip(legacy, reads, strict=True):
+            info, last_ms = read.info, read.last_activity_ms
+            if info is None or info.owner is None or last_ms is None:
+                continue
+            if owner is None or info.owner == owner:
+                touches.extend(plan_touch_index(config, info.owner, session_id, last_ms).calls)
     if touches:
         yield Plan(tuple(touches), lambda replies: None, _index_keys(touches[0].keys[0]))
     return len(touches)
@@ -784,8 +794,7 @@ def restore_flow(
     ``ttl`` (seconds) is used only when the session has no messages: otherwise the
     metadata follows the list's ttl. The owner index is kept at least as long as ``ttl``."""
     check_session_id(session_id)
-    layout = config.layout
-    keys = (layout.meta_key(session_id), layout.messages_key(session_id))
+    keys = _meta_keys(config, session_id)
     pairs = tuple(
         item for name in RESTORED_FIELDS if name in fields for item in (name, fields[name])
     )
@@ -798,7 +807,7 @@ def restore_flow(
                 f"session {session_id!r} already belongs to another owner; its metadata "
                 "was left unchanged"
             )
-        return _read(session_id, reply, *keys)
+        return _read(session_id, reply, *keys[:2])
 
     read: _Read = yield Plan((Call(args, RESTORE_META_SCRIPT, keys),), parse)
     info = read.info

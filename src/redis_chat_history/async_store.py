@@ -44,7 +44,6 @@ __all__ = ["AsyncChatHistoryStore"]
 T = TypeVar("T")
 logger = logging.getLogger("redis_chat_history")
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-_EVICTION = _core.EvictionWatch()
 # Replies as bytes even from a decode_responses=True client (see _core.Call.raw).
 _RAW = {NEVER_DECODE: True}
 
@@ -148,8 +147,6 @@ class AsyncChatHistoryStore:
         )
         if plan is None:
             return await self.count(session_id)
-        if await self._persist_tokens():
-            plan = _core.persisting_tokens(plan)
         result = await self._run(plan)
         return result if isinstance(result, int) else await self._after_append(session_id, result)
 
@@ -329,6 +326,8 @@ class AsyncChatHistoryStore:
     async def _run_once(self, plan: _core.Plan[T]) -> T:
         client = await self._connection()
         try:
+            if plan.records_tokens:
+                plan = await self._token_policy(client, plan)
             if plan.same_connection and isinstance(client, redis.asyncio.cluster.RedisCluster):
                 replies = await self._send_to_slot_owner(client, plan)
             elif len(plan.calls) == 1:
@@ -344,11 +343,9 @@ class AsyncChatHistoryStore:
             raise error from exc
         return plan.parse(replies)
 
-    async def _persist_tokens(self) -> bool:
-        """Whether this client's server evicts only keys with a ttl (learned by one INFO
-        per client), so token sets must not get one; see _core.EvictionWatch."""
-        client = await self._connection()
-        if not _EVICTION.knows(client):
+    async def _token_policy(self, client: AsyncClient, plan: _core.Plan[T]) -> _core.Plan[T]:
+        """The append to send on this server (see ChatHistoryStore._token_policy)."""
+        if _core.EVICTION.policy(client, self._url) is None:
             try:
                 if isinstance(client, redis.asyncio.cluster.RedisCluster):
                     info = await client.info("memory", target_nodes=client.get_default_node())
@@ -356,10 +353,12 @@ class AsyncChatHistoryStore:
                     info = await client.info("memory")
             except ResponseError:  # INFO refused (ACL) or renamed away
                 info = None
-            except RedisError:  # unreachable now: the append itself retries or fails
-                return False
-            _EVICTION.learn(client, info)
-        return _EVICTION.persist_tokens(client, self.config.ttl)
+            except RedisClusterException as error:  # not a RedisError: make it retryable
+                raise ConnectionError(f"cannot reach the cluster: {error}") from error
+            _core.EVICTION.learn(client, self._url, info)
+        if _core.EVICTION.persist_tokens(client, self._url, self.config.ttl):
+            return _core.persisting_tokens(plan)
+        return plan
 
     async def _check_durability(self, level: Durability) -> None:
         if not level.waits:
@@ -433,7 +432,7 @@ class AsyncChatHistoryStore:
             async with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     if call.script is None:
-                        pipe.execute_command(*call.args)
+                        pipe.execute_command(*call.args, **(_RAW if call.raw else {}))
                     else:
                         pipe.execute_command(
                             "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args

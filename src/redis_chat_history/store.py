@@ -36,7 +36,6 @@ __all__ = ["ChatHistoryStore"]
 T = TypeVar("T")
 logger = logging.getLogger("redis_chat_history")
 SyncClient = redis.Redis | redis.cluster.RedisCluster
-_EVICTION = _core.EvictionWatch()
 # Replies as bytes even from a decode_responses=True client (see _core.Call.raw).
 _RAW = {NEVER_DECODE: True}
 
@@ -133,8 +132,6 @@ class ChatHistoryStore:
         )
         if plan is None:
             return self.count(session_id)
-        if self._persist_tokens():
-            plan = _core.persisting_tokens(plan)
         result = self._run(plan)
         return result if isinstance(result, int) else self._after_append(session_id, result)
 
@@ -308,6 +305,8 @@ class ChatHistoryStore:
     def _run_once(self, plan: _core.Plan[T]) -> T:
         try:
             client = self.client
+            if plan.records_tokens:
+                plan = self._token_policy(client, plan)
             if plan.same_connection and isinstance(client, redis.cluster.RedisCluster):
                 replies = self._send_to_slot_owner(client, plan)
             elif len(plan.calls) == 1:
@@ -323,11 +322,10 @@ class ChatHistoryStore:
             raise error from exc
         return plan.parse(replies)
 
-    def _persist_tokens(self) -> bool:
-        """Whether this client's server evicts only keys with a ttl (learned by one INFO
-        per client), so token sets must not get one; see _core.EvictionWatch."""
-        client = self.client
-        if not _EVICTION.knows(client):
+    def _token_policy(self, client: SyncClient, plan: _core.Plan[T]) -> _core.Plan[T]:
+        """The append to send on this server: learns its eviction policy first (one INFO
+        per client, inside the call's retries and deadline); see _core.EvictionWatch."""
+        if _core.EVICTION.policy(client, self._url) is None:
             try:
                 if isinstance(client, redis.cluster.RedisCluster):
                     info = client.info("memory", target_nodes=client.get_default_node())
@@ -335,10 +333,12 @@ class ChatHistoryStore:
                     info = client.info("memory")
             except ResponseError:  # INFO refused (ACL) or renamed away
                 info = None
-            except RedisError:  # unreachable now: the append itself retries or fails
-                return False
-            _EVICTION.learn(client, info)
-        return _EVICTION.persist_tokens(client, self.config.ttl)
+            except RedisClusterException as error:  # not a RedisError: make it retryable
+                raise ConnectionError(f"cannot reach the cluster: {error}") from error
+            _core.EVICTION.learn(client, self._url, info)
+        if _core.EVICTION.persist_tokens(client, self._url, self.config.ttl):
+            return _core.persisting_tokens(plan)
+        return plan
 
     def _check_durability(self, level: Durability) -> None:
         if not level.waits:
@@ -394,7 +394,7 @@ class ChatHistoryStore:
             with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     if call.script is None:
-                        pipe.execute_command(*call.args)
+                        pipe.execute_command(*call.args, **(_RAW if call.raw else {}))
                     else:
                         pipe.execute_command(
                             "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
