@@ -7,12 +7,10 @@ Redis Cluster answers CROSSSLOT.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -21,26 +19,12 @@ from langchain_core.messages import AIMessage, HumanMessage
 from redis.cluster import RedisCluster
 
 from redis_chat_history import MemorystoreChatMessageHistory, RedisChatMessageHistory
-from redis_chat_history.embedded import EmbeddedRedis, find_server_binary
+from redis_chat_history.embedded import EmbeddedRedis
+from topologies import find_redis_cli
 
 History = RedisChatMessageHistory | MemorystoreChatMessageHistory
 AsyncClusterClient = redis.asyncio.cluster.RedisCluster
 SESSION_IDS = ["plain", "{tag}", "a}b", "}{", "x{}y"]
-
-
-def find_redis_cli() -> str:
-    """redis-cli from PATH, else the one next to the redis-server binary in use."""
-    on_path = shutil.which("redis-cli")
-    if on_path:
-        return on_path
-    beside = Path(find_server_binary()).with_name("redis-cli")
-    if beside.is_file():
-        return str(beside)
-    pytest.fail(
-        "no redis-cli found on PATH or next to the redis-server binary; it is needed to "
-        "create the test cluster (apt-get install redis-tools)",
-        pytrace=False,
-    )
 
 
 def free_node_port() -> int:

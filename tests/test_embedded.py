@@ -184,8 +184,9 @@ def test_data_is_private_to_its_owner(data_dir: Path) -> None:
         client.bgrewriteaof()
         wait_until(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, "no rewrite")
         found = modes(data_dir)
-    assert (data_dir / "appendonlydir").is_dir()
-    assert len(found) > 8, found
+    # Redis 7.0+ and Valkey write an appendonlydir, 6.x one appendonly.aof.
+    assert (data_dir / "appendonlydir").is_dir() or (data_dir / "appendonly.aof").is_file()
+    assert len(found) > 6, found
     for name, mode in found.items():
         expected = 0o700 if (data_dir / name).is_dir() else 0o600
         assert mode == expected, (name, oct(mode))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,31 @@ def test_turning_tls_verification_off_is_logged(caplog: pytest.LogCaptureFixture
     assert len(shown) == 2
     assert "TLS verification is OFF for rediss://h:6380" in shown[0]
     assert "rediss://h:6381" in shown[1]
+
+
+def test_sentinel_lists_with_ipv6_pass_pythons_strict_bracket_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12+ (and security releases of 3.11, e.g. Debian's 3.11.2) refuse a netloc
+    like ``h1:26379,[::1]:26380`` in urlsplit ("Invalid IPv6 URL"); sentinel URLs with an
+    IPv6 sentinel must still parse there, in the library and the CLI."""
+    from urllib.parse import urlsplit
+
+    from redis_chat_history import urls
+    from redis_chat_history.cli import _connect
+
+    def strict_urlsplit(url: str, *args: Any, **kwargs: Any) -> Any:
+        netloc = url.partition("://")[2].split("/", 1)[0]
+        if "[" in netloc and "," in netloc:
+            raise ValueError("Invalid IPv6 URL")
+        return urlsplit(url, *args, **kwargs)
+
+    monkeypatch.setattr(urls, "urlsplit", strict_urlsplit)
+    url = "redis+sentinel://:pw@10.0.0.1:26379,[::1]:26380/mymaster/1?socket_timeout=2"
+    parsed = parse_url(url)
+    assert parsed.sentinel is not None
+    assert parsed.sentinel.sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert _connect._url_password(url) == "pw"
+    assert "pw" not in _connect.with_password(url, "new") and "new" in _connect.with_password(
+        url, "new"
+    )

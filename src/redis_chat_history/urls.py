@@ -21,13 +21,13 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, to_bool
 
 from .errors import InvalidOptionError
 
-__all__ = ["ParsedUrl", "SentinelTarget", "parse_url", "warn_if_unverified"]
+__all__ = ["ParsedUrl", "SentinelTarget", "parse_url", "split_url", "warn_if_unverified"]
 
 logger = logging.getLogger("redis_chat_history")
 
@@ -126,12 +126,23 @@ def _check_port(url: str, parts: Any) -> None:
     raise InvalidOptionError("the port in the URL is not a number")
 
 
+def split_url(url: str) -> SplitResult:
+    """urlsplit, except that a sentinel URL's list of hosts is taken as it is: Pythons with
+    the bracketed-host check (3.12+, and security releases of older ones) refuse a list
+    such as ``h1:26379,[::1]:26380`` as an invalid IPv6 address."""
+    scheme, found, rest = url.partition("://")
+    if not found or scheme.lower() not in ("redis+sentinel", "rediss+sentinel"):
+        return urlsplit(url)
+    cut = min((at for at in (rest.find(c) for c in "/?#") if at >= 0), default=len(rest))
+    return urlsplit(f"{scheme}://sentinels{rest[cut:]}")._replace(netloc=rest[:cut])
+
+
 def parse_url(url: str) -> ParsedUrl:
     """Split ``url`` into a direct URL (with our options removed) or a sentinel target."""
     if not isinstance(url, str):
         raise InvalidOptionError(f"url must be a str, not {type(url).__name__}")
     try:
-        parts = urlsplit(url)
+        parts = split_url(url)
     except ValueError as exc:
         raise InvalidOptionError(f"cannot parse the Redis URL: {exc}") from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlunsplit
 
 import click
 import redis
@@ -32,7 +32,7 @@ from .._clients import _build_sync, redact_url
 from ..embedded import EmbeddedRedis
 from ..layouts import Layout
 from ..store import ChatHistoryStore
-from ..urls import parse_url
+from ..urls import parse_url, split_url
 from ._output import EXIT_CONNECTION, EXIT_USAGE, CliError, Output
 
 __all__ = [
@@ -58,7 +58,7 @@ CLI_RETRY_DEADLINE = 2.0
 
 def with_password(url: str, password: str) -> str:
     """``url`` with ``password`` set in its userinfo (kept user name, percent-encoded)."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0] if at else ""
     netloc = f"{user}:{quote(password, safe='')}@{hosts}"
@@ -67,7 +67,7 @@ def with_password(url: str, password: str) -> str:
 
 def _with_timeouts(url: str, seconds: float) -> str:
     """``url`` with ``--timeout`` as its connect and read timeouts, unless it sets its own."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     query = [item for item in parts.query.split("&") if item]
     for name in ("socket_timeout", "socket_connect_timeout"):
         if not any(item.split("=", 1)[0] == name for item in query):
@@ -76,7 +76,7 @@ def _with_timeouts(url: str, seconds: float) -> str:
 
 
 def _url_password(url: str) -> str | None:
-    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    userinfo, at, _ = split_url(url).netloc.rpartition("@")
     return userinfo.partition(":")[2] or None if at else None
 
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import redis
@@ -23,6 +22,7 @@ from redis.exceptions import RedisError
 from rich.text import Text
 
 from .._core import server_version
+from ..urls import split_url
 from ._app import main
 from ._connect import Cli, cli_command_options
 from ._output import human_bytes, human_duration
@@ -351,7 +351,10 @@ def gather(cli: Cli) -> tuple[ServerFacts, dict[str, Any]]:
     """Ask the server (every primary of a cluster for the node counts) what it is."""
     client = cli.client
     extra: dict[str, Any] = {}
-    host = urlsplit(cli.shown_url).hostname or ""
+    try:
+        host = split_url(cli.shown_url).hostname or ""
+    except ValueError:  # a list of sentinels has no one host name
+        host = ""
     if isinstance(client, redis.cluster.RedisCluster):
         primaries = client.get_primaries()
         node_client = client.get_redis_connection(primaries[0])

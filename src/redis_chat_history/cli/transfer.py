@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TextIO, cast
-from urllib.parse import urlsplit
 
 import click
 
@@ -31,6 +30,7 @@ from ..transfer import (
     import_sessions,
     migrate_sessions,
 )
+from ..urls import split_url
 from ._app import main
 from ._connect import LAYOUT_NAMES, Cli, cli_command_options, with_password
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes
@@ -470,7 +470,7 @@ def import_cmd(
 def _target_cli(cli: Cli, to_url: str) -> Cli:
     """A second connection for ``--to-url`` (password from the URL or TARGET_PASSWORD_ENV)."""
     password = os.environ.get(TARGET_PASSWORD_ENV)
-    if password and urlsplit(to_url).password is None:
+    if password and split_url(to_url).password is None:
         to_url = with_password(to_url, password)
     target = Cli(url=to_url, password_stdin=False, timeout=cli.timeout, json_mode=cli.json_mode)
     click.get_current_context().call_on_close(target.close)
