@@ -110,7 +110,10 @@ _TOO_DEEP = object()
 def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     """Whether ``value`` (decoded from ``element``) nests deeper than MAX_NESTING_DEPTH.
 
-    Only an element with that many brackets can, so most are never walked."""
+    Only an element with that many brackets can (so at least twice that many bytes):
+    most elements are not even scanned, and of the rest few are walked."""
+    if len(element) < 2 * MAX_NESTING_DEPTH:
+        return False
     if isinstance(element, str):
         if element.count("[") + element.count("{") < MAX_NESTING_DEPTH:
             return False
