@@ -17,7 +17,6 @@ import copy
 import inspect
 import logging
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -43,6 +42,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from ._core import RetryTimer
 from .urls import ParsedUrl, SentinelTarget, parse_url, warn_if_unverified
 
 T = TypeVar("T")
@@ -83,30 +83,19 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, AuthenticationError)
 
 
-class CallBudget:
-    """The time one store call may take: retries, the store's and redis-py's, stop at
-    ``give_up_at`` (monotonic), and once an attempt has failed no wait runs past it."""
-
-    def __init__(self, deadline: float) -> None:
-        self.give_up_at = time.monotonic() + deadline
-        self.failed = False
-
-    def left(self) -> float:
-        return self.give_up_at - time.monotonic()
-
-
-_budget: contextvars.ContextVar[CallBudget | None] = contextvars.ContextVar(
+# The RetryTimer of the store call running in this thread or task, if any.
+_budget: contextvars.ContextVar[RetryTimer | None] = contextvars.ContextVar(
     "redis_chat_history_call_budget", default=None
 )
 
 
 @contextlib.contextmanager
-def call_budget(deadline: float) -> Iterator[CallBudget]:
-    """Bound the store call made inside by ``deadline`` seconds (see CallBudget)."""
-    budget = CallBudget(deadline)
-    token = _budget.set(budget)
+def call_budget(timer: RetryTimer) -> Iterator[RetryTimer]:
+    """Bound redis-py's own retries and waits inside the store call by ``timer``'s deadline:
+    they stop there, and once an attempt has failed (``timer.failed``) no wait runs past it."""
+    token = _budget.set(timer)
     try:
-        yield budget
+        yield timer
     finally:
         _budget.reset(token)
 

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, MutableSet, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -344,16 +344,23 @@ class RetryTimer:
     as a failover (seconds). Every plan is safe to send again (appends carry their token),
     so it is re-sent with backoff from 50 ms doubling to 1 s until ``deadline`` seconds
     after the call started (the timer is made when it starts); then the error is raised.
+    The same timer bounds redis-py's own retries inside the call (``_clients.call_budget``):
+    ``failed`` says an attempt has failed, after which no wait may run past the deadline.
     """
 
     def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._give_up_at = clock() + deadline
         self._delay = 0.05
+        self.failed = False
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self._give_up_at - self._clock()
 
     def next_delay(self) -> float | None:
         """Seconds to wait before the next try, or None to give up."""
-        left = self._give_up_at - self._clock()
+        left = self.left()
         if left <= 0:
             return None
         delay, self._delay = min(self._delay, left), min(self._delay * 2, 1.0)
@@ -441,40 +448,45 @@ class EvictionWatch:
     MAX_URLS = 1024
 
     def __init__(self) -> None:
-        self._by_url: dict[str, str] = {}
+        self._by_url: dict[Any, str] = {}
         self._by_client: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._warned_urls: set[str] = set()
+        self._warned_urls: set[Any] = set()
         self._warned_clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def policy(self, client: Any, url: str | None) -> str | None:
-        """The policy learned for this client (or URL), None if not learned yet."""
-        return self._by_url.get(url) if url is not None else self._by_client.get(client)
+    def _memory(
+        self, client: Any, url: str | None
+    ) -> tuple[MutableMapping[Any, str], MutableSet[Any], Any]:
+        """Where the policy of ``client`` (or its URL) is kept, where its warning is
+        recorded, and the key for both."""
+        if url is None:
+            return self._by_client, self._warned_clients, client
+        if len(self._by_url) >= self.MAX_URLS:
+            self._by_url.clear()
+            self._warned_urls.clear()
+        return self._by_url, self._warned_urls, url
+
+    def knows(self, client: Any, url: str | None) -> bool:
+        """Whether this client's (or URL's) policy has been learned."""
+        policies, _warned, key = self._memory(client, url)
+        return key in policies
 
     def learn(self, client: Any, url: str | None, info: Mapping[str, Any] | None) -> None:
         """Record the policy from an ``INFO memory`` reply (None: it could not be read,
         e.g. an ACL user without INFO; treated as noeviction, the server default)."""
-        policy = "noeviction" if info is None else str(info.get("maxmemory_policy", ""))
-        if url is None:
-            self._by_client[client] = policy or "noeviction"
-            return
-        if len(self._by_url) >= self.MAX_URLS:
-            self._by_url.clear()
-        self._by_url[url] = policy or "noeviction"
+        policies, _warned, key = self._memory(client, url)
+        policy = "" if info is None else str(info.get("maxmemory_policy", ""))
+        policies[key] = policy or "noeviction"
 
-    def persist_tokens(self, client: Any, url: str | None, ttl: int | None) -> bool:
-        """Whether appends keep token sets of sessions without ttl from expiring; logs the
+    def applied(self, plan: Plan[T], client: Any, url: str | None, ttl: int | None) -> Plan[T]:
+        """The append to send under the learned policy: one keeping the token set of a
+        session without ttl from expiring where only keys with a ttl are evicted; logs the
         remaining risk, if any, once per client."""
-        persist, warning = eviction_risk(self.policy(client, url) or "noeviction", ttl)
-        if warning is not None:
-            if url is not None and url not in self._warned_urls:
-                if len(self._warned_urls) >= self.MAX_URLS:
-                    self._warned_urls.clear()
-                self._warned_urls.add(url)
-                logger.warning("%s", warning)
-            elif url is None and client not in self._warned_clients:
-                self._warned_clients.add(client)
-                logger.warning("%s", warning)
-        return persist
+        policies, warned, key = self._memory(client, url)
+        persist, warning = eviction_risk(policies.get(key, "noeviction"), ttl)
+        if warning is not None and key not in warned:
+            warned.add(key)
+            logger.warning("%s", warning)
+        return persisting_tokens(plan) if persist else plan
 
 
 #: One for the process: the sync and async stores share what they learned.

@@ -30,7 +30,7 @@ The stores only drive them, so each operation is written once for sync and async
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -396,12 +396,16 @@ def _time(ms: int | None) -> datetime | None:
     return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
 
 
+def _is_owner_conflict(reply: Any) -> bool:
+    """Whether a create or restore script refused the session's other owner: ``{'OWNER'}``."""
+    return isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER"
+
+
 def _raise_wrong_type(reply: Any, meta_key: str, list_key: str) -> None:
     """Raise WrongTypeError for a script's ``{'WRONGTYPE', key number, type}`` reply."""
-    if isinstance(reply, list) and reply and _text(reply[0]) == "WRONGTYPE":
-        if int(reply[1]) == 1:
-            raise WrongTypeError(meta_key, "hash", _text(reply[2]))
-        raise WrongTypeError(list_key, "list", _text(reply[2]))
+    wrong = wrong_type_reply(reply, (meta_key, list_key), ("hash", "list"))
+    if wrong is not None:
+        raise wrong
 
 
 @dataclass(frozen=True)
@@ -537,7 +541,7 @@ def create_flow(
 
     def parse(replies: list[Any]) -> _Read:
         reply = replies[0]
-        if isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER":
+        if _is_owner_conflict(reply):
             raise OwnerConflictError(
                 f"session {session_id!r} already belongs to another owner; nothing was changed"
             )
@@ -802,7 +806,7 @@ def restore_flow(
 
     def parse(replies: list[Any]) -> _Read:
         reply = replies[0]
-        if isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER":
+        if _is_owner_conflict(reply):
             raise OwnerConflictError(
                 f"session {session_id!r} already belongs to another owner; its metadata "
                 "was left unchanged"
@@ -813,8 +817,6 @@ def restore_flow(
     info = read.info
     assert info is not None  # the script wrote the hash
     if info.owner is not None and read.last_activity_ms is not None:
-        from dataclasses import replace  # here: the module's imports are not ours to edit
-
         index_config = replace(config, ttl=ttl)
         yield plan_touch_index(index_config, info.owner, session_id, read.last_activity_ms)
     return info

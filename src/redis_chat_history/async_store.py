@@ -304,20 +304,19 @@ class AsyncChatHistoryStore:
     async def _run(self, plan: _core.Plan[T]) -> T:
         """Send the plan, again after transient errors until ``retry_deadline`` seconds after
         the call started; an attempt after a failure is cut off at the deadline."""
-        timer = _core.RetryTimer(self.config.retry_deadline)
-        with call_budget(self.config.retry_deadline) as budget:
+        with call_budget(_core.RetryTimer(self.config.retry_deadline)) as timer:
             while True:
                 try:
-                    if not budget.failed:
+                    if not timer.failed:
                         return await self._run_once(plan)
                     try:
-                        return await asyncio.wait_for(self._run_once(plan), max(budget.left(), 0))
+                        return await asyncio.wait_for(self._run_once(plan), max(timer.left(), 0))
                     except asyncio.TimeoutError as cut:
                         raise TimeoutError("no reply before the retry deadline") from cut
                 except RedisError as error:
                     if not is_transient(error):
                         raise
-                    budget.failed = True
+                    timer.failed = True
                     delay = timer.next_delay()
                     if delay is None:
                         raise
@@ -344,31 +343,30 @@ class AsyncChatHistoryStore:
         return plan.parse(replies)
 
     async def _token_policy(self, client: AsyncClient, plan: _core.Plan[T]) -> _core.Plan[T]:
-        """The append to send on this server (see ChatHistoryStore._token_policy)."""
-        if _core.EVICTION.policy(client, self._url) is None:
+        """The append to send on this server: learns its eviction policy first (one INFO
+        per client, inside the call's retries and deadline); see _core.EvictionWatch."""
+        if not _core.EVICTION.knows(client, self._url):
             try:
-                if isinstance(client, redis.asyncio.cluster.RedisCluster):
-                    info = await client.info("memory", target_nodes=client.get_default_node())
-                else:
-                    info = await client.info("memory")
+                info = await self._info(client, "memory")
             except ResponseError:  # INFO refused (ACL) or renamed away
                 info = None
             except RedisClusterException as error:  # not a RedisError: make it retryable
                 raise ConnectionError(f"cannot reach the cluster: {error}") from error
             _core.EVICTION.learn(client, self._url, info)
-        if _core.EVICTION.persist_tokens(client, self._url, self.config.ttl):
-            return _core.persisting_tokens(plan)
-        return plan
+        return _core.EVICTION.applied(plan, client, self._url, self.config.ttl)
+
+    @staticmethod
+    async def _info(client: AsyncClient, section: str) -> Any:
+        """An INFO section of the server (of a cluster's default node)."""
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return await client.info(section, target_nodes=client.get_default_node())
+        return await client.info(section)
 
     async def _check_durability(self, level: Durability) -> None:
         if not level.waits:
             return
-        client = await self._connection()
         if level.fsync and self._version is None:
-            if isinstance(client, redis.asyncio.cluster.RedisCluster):
-                info = await client.info("server", target_nodes=client.get_default_node())
-            else:
-                info = await client.info("server")
+            info = await self._info(await self._connection(), "server")
             self._version = _core.server_version(info)
         problem = _core.durability_problem(level, version=self._version)
         if problem:

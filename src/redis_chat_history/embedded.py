@@ -204,15 +204,15 @@ class _DataDir:
 
     def server_alive(self) -> bool:
         """Whether a redis-server (or a child it forked) holds the data directory."""
-        fd = self.open_lock(SERVER_LOCK_FILE)
-        try:
-            return not _flock(fd, fcntl.LOCK_EX, 0)
-        finally:
-            os.close(fd)
+        return self._held(SERVER_LOCK_FILE)
 
     def in_use(self) -> bool:
         """Whether some process holds users.lock (is using the server)."""
-        fd = self.open_lock(USERS_LOCK_FILE)
+        return self._held(USERS_LOCK_FILE)
+
+    def _held(self, name: str) -> bool:
+        """Whether another open file description holds a lock on ``name`` now."""
+        fd = self.open_lock(name)
         try:
             return not _flock(fd, fcntl.LOCK_EX, 0)
         finally:

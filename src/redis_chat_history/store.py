@@ -288,15 +288,14 @@ class ChatHistoryStore:
     def _run(self, plan: _core.Plan[T]) -> T:
         """Send the plan, again after transient errors until ``retry_deadline`` seconds after
         the call started (clients made from URLs stop their own retries then too)."""
-        timer = _core.RetryTimer(self.config.retry_deadline)
-        with call_budget(self.config.retry_deadline) as budget:
+        with call_budget(_core.RetryTimer(self.config.retry_deadline)) as timer:
             while True:
                 try:
                     return self._run_once(plan)
                 except RedisError as error:
                     if not is_transient(error):
                         raise
-                    budget.failed = True
+                    timer.failed = True
                     delay = timer.next_delay()
                     if delay is None:
                         raise
@@ -325,31 +324,28 @@ class ChatHistoryStore:
     def _token_policy(self, client: SyncClient, plan: _core.Plan[T]) -> _core.Plan[T]:
         """The append to send on this server: learns its eviction policy first (one INFO
         per client, inside the call's retries and deadline); see _core.EvictionWatch."""
-        if _core.EVICTION.policy(client, self._url) is None:
+        if not _core.EVICTION.knows(client, self._url):
             try:
-                if isinstance(client, redis.cluster.RedisCluster):
-                    info = client.info("memory", target_nodes=client.get_default_node())
-                else:
-                    info = client.info("memory")
+                info = self._info(client, "memory")
             except ResponseError:  # INFO refused (ACL) or renamed away
                 info = None
             except RedisClusterException as error:  # not a RedisError: make it retryable
                 raise ConnectionError(f"cannot reach the cluster: {error}") from error
             _core.EVICTION.learn(client, self._url, info)
-        if _core.EVICTION.persist_tokens(client, self._url, self.config.ttl):
-            return _core.persisting_tokens(plan)
-        return plan
+        return _core.EVICTION.applied(plan, client, self._url, self.config.ttl)
+
+    @staticmethod
+    def _info(client: SyncClient, section: str) -> Any:
+        """An INFO section of the server (of a cluster's default node)."""
+        if isinstance(client, redis.cluster.RedisCluster):
+            return client.info(section, target_nodes=client.get_default_node())
+        return client.info(section)
 
     def _check_durability(self, level: Durability) -> None:
         if not level.waits:
             return
-        client = self.client
         if level.fsync and self._version is None:
-            if isinstance(client, redis.cluster.RedisCluster):
-                info = client.info("server", target_nodes=client.get_default_node())
-            else:
-                info = client.info("server")
-            self._version = _core.server_version(info)
+            self._version = _core.server_version(self._info(self.client, "server"))
         problem = _core.durability_problem(level, version=self._version)
         if problem:
             raise DurabilityUnsupportedError(problem)
