@@ -9,6 +9,8 @@ from redis.crc import key_slot
 
 from redis_chat_history import _core, codec
 from redis_chat_history._clients import redact_url
+from redis_chat_history._plan import Plan, WrongTypeReply, translate_error
+from redis_chat_history.errors import WrongTypeError
 from redis_chat_history.layouts import (
     CommunityLayout,
     MemorystoreLayout,
@@ -17,6 +19,7 @@ from redis_chat_history.layouts import (
     hash_slot,
     same_slot_key,
 )
+from redis_chat_history.settings import StoreSettings
 
 ODD_IDS = [
     "plain",
@@ -135,7 +138,7 @@ def test_indices_of_clamped_negative_ranges() -> None:
 def test_append_plan_is_one_script_call() -> None:
     """An append is one EVALSHA with the list, token and metadata keys and a fresh token per
     plan."""
-    config = _core.StoreConfig.build("community", ttl=60, max_messages=10)
+    config = StoreSettings.build(layout="community", ttl=60, max_messages=10)
     plan = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert plan is not None and len(plan.calls) == 1
     (call,) = plan.calls
@@ -149,7 +152,9 @@ def test_append_plan_is_one_script_call() -> None:
     assert call.args[1:4] == ("LPUSH", 60, 10)
     assert call.args[4] in (0, 1) and call.args[5] == 0 and call.args[6] == "s"
     assert call.args[7:] == (b'{"type": "human", "data": {}}',)
-    native = _core.plan_append(_core.StoreConfig.build("native"), "s", [{"type": "x", "data": {}}])
+    native = _core.plan_append(
+        StoreSettings.build(layout="native"), "s", [{"type": "x", "data": {}}]
+    )
     assert native is not None and len(native.calls[0].keys) == 3
     assert native.calls[0].args[6:] == (b'{"type": "x", "data": {}}',)
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
@@ -158,19 +163,36 @@ def test_append_plan_is_one_script_call() -> None:
 
 
 def test_wrongtype_errors_name_the_key() -> None:
-    """WRONGTYPE replies become WrongTypeError naming the offending key."""
-    keys = ("list-key", "token-key")
-    error = _core.translate_error("WRONGTYPE rch 2 string", keys)
-    assert error is not None and error.key == "token-key" and error.actual == "string"
-    plain = _core.translate_error("WRONGTYPE Operation against a key", keys)
-    assert plain is not None and plain.key == "list-key"
-    assert _core.translate_error("ERR something else", keys) is None
+    """Redis's own WRONGTYPE errors become WrongTypeError naming the plan's key, also from
+    a pipeline (redis-py prefixes the failing command, which may hold user text)."""
+    plan = Plan((), lambda replies: None, ("list-key", "list"))
+    plain = translate_error("WRONGTYPE Operation against a key", plan)
+    assert plain is not None and (plain.key, plain.expected) == ("list-key", "list")
+    assert translate_error("ERR something else", plan) is None
     piped = "Command # 1 (EVALSHA x 2 WRONGTYPE rch 1 list) of pipeline caused error: "
-    error = _core.translate_error(piped + "WRONGTYPE rch 2 hash", keys)
-    assert error is not None and error.key == "token-key" and error.actual == "hash"
-    assert _core.translate_error(piped + "ERR other", keys) is None
-    error = _core.translate_error(piped + "('WRONGTYPE rch 1 string',)", keys)  # redis.asyncio
-    assert error is not None and error.key == "list-key" and error.actual == "string"
+    error = translate_error(piped + "WRONGTYPE Operation against a key", plan)
+    assert error is not None and error.key == "list-key"
+    assert translate_error(piped + "ERR other", plan) is None
+    error = translate_error(piped + "('WRONGTYPE Operation against a key',)", plan)  # asyncio
+    assert error is not None and error.key == "list-key"
+
+
+def test_scripts_report_wrong_types_in_their_replies() -> None:
+    """A script's {'WRONGTYPE', key number, type} reply names that key and both types;
+    any other reply passes through."""
+    reply = WrongTypeReply(("list", "sorted set"))
+    keys = ("list-key", "token-key")
+    error = reply.error([b"WRONGTYPE", 2, b"string"], keys)
+    assert error is not None and (error.key, error.expected, error.actual) == (
+        "token-key",
+        "sorted set",
+        "string",
+    )
+    assert reply.error([1, 5], keys) is None
+    assert reply.error([b"OTHER", 1, b"x"], keys) is None
+    assert reply.check([1, 5, b"owner"], keys) == [1, 5, b"owner"]
+    with pytest.raises(WrongTypeError):
+        reply.check(["WRONGTYPE", 1, "hash"], keys)
 
 
 @pytest.mark.parametrize(

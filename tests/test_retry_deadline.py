@@ -25,7 +25,7 @@ from redis_chat_history import (
     aclose_shared_clients,
     close_shared_clients,
 )
-from redis_chat_history._core import RetryTimer
+from redis_chat_history._plan import RetryTimer
 from redis_chat_history.embedded import EmbeddedRedis
 
 

@@ -42,7 +42,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from ._core import RetryTimer
+from ._plan import RetryTimer
 from .urls import ParsedUrl, SentinelTarget, parse_url, warn_if_unverified
 
 T = TypeVar("T")
@@ -567,8 +567,10 @@ def _sentinel_twin(pool: redis.sentinel.SentinelConnectionPool) -> redis.asyncio
     sentinel_kwargs = _twin_kwargs(dict(manager.sentinel_kwargs), sentinel_cls)
     if "ssl" in manager.sentinel_kwargs:
         sentinel_kwargs["ssl"] = manager.sentinel_kwargs["ssl"]
+    if ssl:
+        data_kwargs["ssl"] = True
     twin_manager = redis.asyncio.sentinel.Sentinel(
-        addresses, sentinel_kwargs=sentinel_kwargs, **data_kwargs, **({"ssl": True} if ssl else {})
+        addresses, sentinel_kwargs=sentinel_kwargs, **data_kwargs
     )
     if pool.is_master:
         master: redis.asyncio.Redis = twin_manager.master_for(pool.service_name)

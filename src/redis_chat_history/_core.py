@@ -1,9 +1,8 @@
-"""The redis-free core shared by the sync and async stores.
+"""The redis-free core of the message operations: append, read, count, clear, list.
 
-Every operation is a :class:`Plan`: the Redis calls to send in one round trip and a
-function that turns the replies into the result. The stores only send and await; all
-decisions (key names, commands, the append script, reading replies) are made here, so
-they are written once and unit-tested without a server.
+Each operation is a flow of :mod:`._plan` steps that the sync and async shells drive; all
+decisions (key names, commands, the append script, reading replies, learning what a server
+allows) are made here, so they are written once and unit-tested without a server.
 
 Exactly-once appends: redis-py retries a command after a timeout or a dropped connection,
 and the first attempt may already have been applied. Every append therefore carries a
@@ -15,48 +14,38 @@ itself holds only the upstream-format elements.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import time
+import threading
 import weakref
-from collections.abc import Callable, Mapping, MutableMapping, MutableSet, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 from . import codec
-from ._validate import (
-    check_max_messages,
-    check_positive_int,
-    check_session_id,
-    check_text,
-    check_ttl,
-)
-from .durability import Durability, resolve_durability
-from .errors import InvalidOptionError, NotDurableError, WrongTypeError
-from .layouts import Layout, resolve_layout
+from ._lua import ADOPT_META_LUA, NOW_MS_LUA
+from ._plan import BestEffort, Call, Flow, Info, Plan, Scan, Script, WrongTypeReply
+from ._sessions_core import plan_touch_index
+from ._validate import check_session_id, check_text
+from .durability import Durability, DurabilityUnsupportedError, resolve_durability
+from .errors import InvalidOptionError, NotDurableError
+from .settings import StoreSettings
 
 __all__ = [
     "APPEND_SCRIPT",
     "AppendOutcome",
-    "EVICTION",
-    "Call",
-    "EvictionWatch",
-    "Plan",
-    "RetryTimer",
-    "Script",
-    "StoreConfig",
-    "persisting_tokens",
+    "SERVERS",
+    "ServerFacts",
+    "SessionListing",
+    "append_flow",
+    "check_idempotency_key",
+    "durability_problem",
+    "eviction_risk",
     "plan_append",
     "plan_clear",
     "plan_count",
     "plan_read",
-    "check_idempotency_key",
-    "durability_problem",
-    "eviction_risk",
     "server_version",
-    "translate_error",
-    "wrong_type_reply",
 ]
 
 T = TypeVar("T")
@@ -67,45 +56,9 @@ TOKEN_WINDOW_MS = 10 * 60 * 1000
 MAX_TOKENS = 1000
 #: One append in this many also prunes the token set.
 PRUNE_EVERY = 16
-#: Cluster redirections (MOVED/ASK) followed for one round trip before giving up.
-MAX_REDIRECTS = 5
 # Lua's unpack() is limited by the C stack (~8000 values); push in chunks well below it.
 PUSH_CHUNK = 1000
 
-
-@dataclass(frozen=True)
-class Script:
-    """A Lua script, sent as EVALSHA and, if the server lacks it, as EVAL."""
-
-    text: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
-
-
-# The Redis server's clock in ms. Scripts replicate their effects, so reading TIME before
-# writing is allowed, and every writer agrees on it whatever its own clock says.
-NOW_MS_LUA = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-"""
-
-# adopt_meta(meta, legacy, session): the metadata hash under the name version 0.1.0 gave it
-# becomes the session's, renamed in place (same slot, ttl kept), if its 'session' field
-# names this session: two sessions could share the old name, and only its writer owns it.
-ADOPT_META_LUA = """
-local function adopt_meta(meta, legacy, session)
-  if not legacy or redis.call('TYPE', legacy)['ok'] ~= 'hash' then
-    return false
-  end
-  if redis.call('HGET', legacy, 'session') ~= session then
-    return false
-  end
-  redis.call('RENAME', legacy, meta)
-  return true
-end
-"""
 
 # KEYS: the message list, the token set, the session's metadata hash (same hash slot),
 #       and for the legacy layouts the token set and metadata under their 0.1.0 names.
@@ -113,8 +66,9 @@ end
 #       tokens older than the window), persist (1 = tokens of a session without ttl get
 #       no expiry), the session id (legacy layouts only), the elements...
 # The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
-# back if the push fails, so a failed append leaves nothing behind. Errors other than
-# WRONGTYPE (READONLY, NOREPLICAS, OOM, ...) are passed on unchanged. Tokens are scored by
+# back if the push fails, so a failed append leaves nothing behind. A list or token set of
+# another type is reported as {'WRONGTYPE', key number, type}; other errors (READONLY,
+# NOREPLICAS, OOM, ...) are passed on unchanged. Tokens are scored by
 # the server's clock, so writers with skewed clocks cannot prune each other's. Pruning runs
 # on a random share of appends: it is rarely needed and each extra call costs ~2 us.
 # Under a volatile-* eviction policy only keys with a ttl are evicted, so the token set of
@@ -162,7 +116,7 @@ if type(added) == 'table' then
   if not string.find(added['err'], 'WRONGTYPE', 1, true) then
     return added
   end
-  return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[2])['ok'])
+  return {{'WRONGTYPE', 2, redis.call('TYPE', KEYS[2])['ok']}}
 end
 if added == 1 and legacy and type(redis.pcall('ZSCORE', KEYS[4], ARGV[1])) == 'string' then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -183,7 +137,7 @@ if type(length) == 'table' then
   if not string.find(length['err'], 'WRONGTYPE', 1, true) then
     return length
   end
-  return redis.error_reply('WRONGTYPE rch 1 ' .. redis.call('TYPE', KEYS[1])['ok'])
+  return {{'WRONGTYPE', 1, redis.call('TYPE', KEYS[1])['ok']}}
 end
 for chunk = first + {PUSH_CHUNK}, last, {PUSH_CHUNK} do
   length = redis.call(push, KEYS[1], unpack(ARGV, chunk, math.min(last, chunk + {PUSH_CHUNK - 1})))
@@ -241,130 +195,26 @@ return {had_messages}
 """)
 
 
+#: How the append script names the types of its list and token set.
+APPEND_TYPES = WrongTypeReply(("list", "sorted set"))
+#: How the clear script names the types of its keys.
+CLEAR_TYPES = WrongTypeReply(("list", "sorted set"))
+
+
 class AppendOutcome(NamedTuple):
-    """An append that leaves the store more to do: ``touched`` is (owner, last activity
-    ms) when the session has an owner, whose index the store then refreshes (see
-    ``_sessions_core``); ``not_durable`` is raised after that."""
+    """What the append script reported: the message count, and (owner, last activity ms)
+    when the session has an owner, whose index is then refreshed."""
 
     message_count: int
     touched: tuple[str, int] | None = None
-    not_durable: NotDurableError | None = None
 
 
-def _append_result(
-    reply: Sequence[Any], not_durable: NotDurableError | None = None
-) -> int | AppendOutcome:
-    """The message count, or an AppendOutcome if the store has more to do (the common
-    case, a session without owner, stays a plain int: appends are the hot path)."""
+def _append_result(reply: Sequence[Any], keys: Sequence[str]) -> AppendOutcome:
+    APPEND_TYPES.check(reply, keys)
     if len(reply) < 4:
-        return (
-            int(reply[1])
-            if not_durable is None
-            else AppendOutcome(int(reply[1]), None, not_durable)
-        )
+        return AppendOutcome(int(reply[1]))
     owner = reply[2].decode("utf-8", "replace") if isinstance(reply[2], bytes) else reply[2]
-    return AppendOutcome(int(reply[1]), (owner, int(reply[3])), not_durable)
-
-
-class Call(NamedTuple):
-    """One Redis call: a plain command, or a script with its keys and args. ``raw`` asks
-    for the reply as bytes even from a ``decode_responses=True`` client (stored messages
-    are decoded by :mod:`codec`, which reports a non-UTF-8 element as corrupt)."""
-
-    args: tuple[Any, ...]
-    script: Script | None = None
-    keys: tuple[str, ...] = ()
-    raw: bool = False
-
-
-@dataclass(slots=True)
-class Plan(Generic[T]):
-    """Calls sent together in one round trip, and how to read their replies."""
-
-    calls: tuple[Call, ...]
-    parse: Callable[[list[Any]], T]
-    #: Keys named in WrongTypeError when Redis answers WRONGTYPE (first = the list).
-    keys: tuple[str, ...] = ()
-    #: The calls must run in order on one connection to the primary holding ``keys[0]``
-    #: (WAIT and WAITAOF only count writes made on their own connection).
-    same_connection: bool = False
-    #: An append whose token set must not expire under a volatile-* eviction policy: the
-    #: store learns the server's policy (once) and sends persisting_tokens(plan) if so.
-    records_tokens: bool = False
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Validated options shared by both stores."""
-
-    layout: Layout
-    ttl: int | None = None
-    max_messages: int | None = None
-    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
-    strict: bool = True
-    retry_deadline: float = 15.0
-    durability: Durability = field(default_factory=Durability)
-
-    @classmethod
-    def build(
-        cls,
-        layout: Layout | str = "native",
-        ttl: Any = None,
-        max_messages: Any = None,
-        max_message_bytes: Any = codec.DEFAULT_MAX_MESSAGE_BYTES,
-        strict: Any = True,
-        retry_deadline: Any = 15.0,
-        durability: Durability | str | None = None,
-    ) -> StoreConfig:
-        if not isinstance(strict, bool):
-            raise InvalidOptionError(f"strict must be a bool, not {type(strict).__name__}")
-        if (
-            isinstance(retry_deadline, bool)
-            or not isinstance(retry_deadline, (int, float))
-            or not 0 <= retry_deadline < float("inf")
-        ):
-            raise InvalidOptionError(
-                f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
-            )
-        return cls(
-            layout=resolve_layout(layout),
-            ttl=check_ttl(ttl),
-            max_messages=check_max_messages(max_messages),
-            max_message_bytes=check_positive_int("max_message_bytes", max_message_bytes),
-            strict=strict,
-            retry_deadline=float(retry_deadline),
-            durability=resolve_durability(durability),
-        )
-
-
-class RetryTimer:
-    """Whether a round trip that failed with a connection error is tried again, and when.
-
-    redis-py already retries each command a few times; this covers what outlasts that, such
-    as a failover (seconds). Every plan is safe to send again (appends carry their token),
-    so it is re-sent with backoff from 50 ms doubling to 1 s until ``deadline`` seconds
-    after the call started (the timer is made when it starts); then the error is raised.
-    The same timer bounds redis-py's own retries inside the call (``_clients.call_budget``):
-    ``failed`` says an attempt has failed, after which no wait may run past the deadline.
-    """
-
-    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._give_up_at = clock() + deadline
-        self._delay = 0.05
-        self.failed = False
-
-    def left(self) -> float:
-        """Seconds until the deadline (negative once it has passed)."""
-        return self._give_up_at - self._clock()
-
-    def next_delay(self) -> float | None:
-        """Seconds to wait before the next try, or None to give up."""
-        left = self.left()
-        if left <= 0:
-            return None
-        delay, self._delay = min(self._delay, left), min(self._delay * 2, 1.0)
-        return delay
+    return AppendOutcome(int(reply[1]), (owner, int(reply[3])))
 
 
 #: The longest idempotency key accepted, in characters.
@@ -377,33 +227,41 @@ def check_idempotency_key(key: Any) -> str:
     return check_text("idempotency_key", key, MAX_IDEMPOTENCY_KEY_LENGTH)
 
 
+class Appended(NamedTuple):
+    """An append's outcome, and NotDurableError if its durability level was not reached."""
+
+    outcome: AppendOutcome
+    not_durable: NotDurableError | None = None
+
+
 def plan_append(
-    config: StoreConfig,
+    settings: StoreSettings,
     session_id: str,
     records: Sequence[Mapping[str, Any]],
     *,
     durability: Durability | None = None,
     idempotency_key: str | None = None,
-) -> Plan[int | AppendOutcome] | None:
-    """Append ``records`` (chronological) atomically; the reply is the new message count,
-    or an AppendOutcome when the session has an owner whose index needs refreshing.
+    persist_tokens: bool = False,
+) -> Plan[Appended] | None:
+    """Append ``records`` (chronological) atomically, in one round trip; None for an empty
+    batch, which needs none.
 
     ``idempotency_key`` names the batch: a batch whose key the session saw within the
     retry window (TOKEN_WINDOW_MS, at most MAX_TOKENS keys) is not stored again. Without
-    one a random key is made, which covers redis-py's own re-sends.
+    one a random key is made, which covers redis-py's own re-sends. ``persist_tokens``
+    keeps the token set of a session without ttl from expiring (see eviction_risk).
 
     With a durability level, WAIT/WAITAOF follows on the same connection in the same round
-    trip; if the level is not reached the AppendOutcome carries NotDurableError (with the
-    idempotency key to retry with) for the store to raise. Returns None for an empty batch,
-    which needs no round trip.
+    trip; the result then carries NotDurableError (with the idempotency key to retry
+    with) if the level was not reached.
     """
     check_session_id(session_id)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-    elements = codec.encode_records(records, config.max_message_bytes)
+    elements = codec.encode_records(records, settings.max_message_bytes)
     if not elements:
         return None
-    layout = config.layout
+    layout = settings.layout
     keys: tuple[str, ...] = (
         layout.messages_key(session_id),
         layout.token_key(session_id),
@@ -414,10 +272,10 @@ def plan_append(
     head: tuple[Any, ...] = (
         token,
         "LPUSH" if layout.newest_first else "RPUSH",
-        config.ttl or 0,
-        config.max_messages or 0,
+        settings.ttl or 0,
+        settings.max_messages or 0,
         1 if entropy[0] % PRUNE_EVERY == 0 else 0,
-        0,  # see persisting_tokens
+        1 if persist_tokens else 0,
     )
     legacy_tokens = layout.legacy_token_key(session_id)
     legacy_meta = layout.legacy_meta_key(session_id)
@@ -425,82 +283,59 @@ def plan_append(
         keys += (legacy_tokens, legacy_meta)
         head += (session_id,)
     call = Call(args=(*head, *elements), script=APPEND_SCRIPT, keys=keys)
-    level = durability or config.durability
+    level = durability or settings.durability
     if not level.waits:
-        return Plan((call,), lambda replies: _append_result(replies[0]), keys, records_tokens=True)
+        return Plan((call,), lambda replies: Appended(_append_result(replies[0], keys)))
 
-    def parse(replies: list[Any]) -> int | AppendOutcome:
+    def parse(replies: list[Any]) -> Appended:
+        outcome = _append_result(replies[0], keys)
         try:
             level.check(replies[1], idempotency_key=token)
         except NotDurableError as not_durable:
-            return _append_result(replies[0], not_durable)
-        return _append_result(replies[0])
+            return Appended(outcome, not_durable)
+        return Appended(outcome)
 
-    return Plan((call, Call(level.command())), parse, keys, same_connection=True)
+    return Plan((call, Call(level.command())), parse, same_connection_as=keys[0])
 
 
-class EvictionWatch:
-    """The eviction policy of each server we write to, learned once per client (keyed by
-    its URL when it was made from one, so the clients made per event loop share it), and
-    the warning about it given once per client."""
+@dataclass
+class ServerFacts:
+    """What the stores learn about a server once and then share: its eviction policy
+    (from INFO memory), its version (from INFO server, for fsync durability), and whether
+    the eviction warning was given."""
+
+    eviction_policy: str | None = None
+    version: tuple[int, ...] | None = None
+    warned: bool = False
+
+
+class ServerRegistry:
+    """The facts of each server we write to, per URL when the store was made from one (so
+    the stores and event loops using a URL share them) and per client otherwise."""
 
     #: URLs remembered at most; past that the memory starts afresh.
     MAX_URLS = 1024
 
     def __init__(self) -> None:
-        self._by_url: dict[Any, str] = {}
-        self._by_client: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._warned_urls: set[Any] = set()
-        self._warned_clients: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._by_url: dict[str, ServerFacts] = {}
+        self._by_client: weakref.WeakKeyDictionary[Any, ServerFacts] = weakref.WeakKeyDictionary()
 
-    def _memory(
-        self, client: Any, url: str | None
-    ) -> tuple[MutableMapping[Any, str], MutableSet[Any], Any]:
-        """Where the policy of ``client`` (or its URL) is kept, where its warning is
-        recorded, and the key for both."""
-        if url is None:
-            return self._by_client, self._warned_clients, client
-        if len(self._by_url) >= self.MAX_URLS:
-            self._by_url.clear()
-            self._warned_urls.clear()
-        return self._by_url, self._warned_urls, url
-
-    def knows(self, client: Any, url: str | None) -> bool:
-        """Whether this client's (or URL's) policy has been learned."""
-        policies, _warned, key = self._memory(client, url)
-        return key in policies
-
-    def learn(self, client: Any, url: str | None, info: Mapping[str, Any] | None) -> None:
-        """Record the policy from an ``INFO memory`` reply (None: it could not be read,
-        e.g. an ACL user without INFO; treated as noeviction, the server default)."""
-        policies, _warned, key = self._memory(client, url)
-        policy = "" if info is None else str(info.get("maxmemory_policy", ""))
-        policies[key] = policy or "noeviction"
-
-    def applied(self, plan: Plan[T], client: Any, url: str | None, ttl: int | None) -> Plan[T]:
-        """The append to send under the learned policy: one keeping the token set of a
-        session without ttl from expiring where only keys with a ttl are evicted; logs the
-        remaining risk, if any, once per client."""
-        policies, warned, key = self._memory(client, url)
-        persist, warning = eviction_risk(policies.get(key, "noeviction"), ttl)
-        if warning is not None and key not in warned:
-            warned.add(key)
-            logger.warning("%s", warning)
-        return persisting_tokens(plan) if persist else plan
+    def facts(self, url: str | None, client: Any) -> ServerFacts:
+        """The facts for a store's URL, or for its client if it was given one."""
+        with self._lock:
+            if url is None:
+                return self._by_client.setdefault(client, ServerFacts())
+            facts = self._by_url.get(url)
+            if facts is None:
+                if len(self._by_url) >= self.MAX_URLS:
+                    self._by_url.clear()
+                facts = self._by_url[url] = ServerFacts()
+            return facts
 
 
 #: One for the process: the sync and async stores share what they learned.
-EVICTION = EvictionWatch()
-
-
-def persisting_tokens(plan: Plan[T]) -> Plan[T]:
-    """The same append, keeping the token set of a session without ttl from expiring (for
-    servers that evict only keys with a ttl; see APPEND_SCRIPT)."""
-    call = plan.calls[0]
-    assert call.script is APPEND_SCRIPT
-    args = (*call.args[:5], 1, *call.args[6:])
-    calls = (call._replace(args=args), *plan.calls[1:])
-    return Plan(calls, plan.parse, plan.keys, plan.same_connection)  # records_tokens: done
+SERVERS = ServerRegistry()
 
 
 def eviction_risk(policy: str, ttl: int | None) -> tuple[bool, str | None]:
@@ -521,6 +356,85 @@ def eviction_risk(policy: str, ttl: int | None) -> tuple[bool, str | None]:
             )
         return True, None
     return False, None
+
+
+def eviction_policy(info: Mapping[str, Any] | None) -> str:
+    """The eviction policy an INFO memory reply names (noeviction, the server default,
+    when it cannot be read, e.g. for an ACL user without INFO)."""
+    policy = "" if info is None else str(info.get("maxmemory_policy", ""))
+    return policy or "noeviction"
+
+
+def server_version(info: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """The version an ``INFO server`` reply reports (Valkey reports a Redis-compatible one);
+    () if it cannot be read."""
+    text = "" if info is None else str(info.get("redis_version", ""))
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def durability_problem(level: Durability, *, version: tuple[int, ...] | None) -> str | None:
+    """Why ``level`` cannot be confirmed here, or None. ``version`` is only needed for fsync
+    (an unknown one, None or (), is given the benefit of the doubt)."""
+    if not level.waits:
+        return None
+    if level.fsync and version and version < (7, 2):
+        shown = ".".join(map(str, version))
+        return f"fsync durability needs WAITAOF (Redis/Valkey 7.2+); this server is {shown}"
+    return None
+
+
+def append_flow(
+    settings: StoreSettings,
+    session_id: str,
+    records: Sequence[Mapping[str, Any]],
+    server: ServerFacts,
+    *,
+    durability: Durability | str | None = None,
+    idempotency_key: str | None = None,
+) -> Flow[int]:
+    """Append records atomically and exactly once; return the session's message count.
+
+    Learns once per server (``server``, shared) what the append depends on: the version
+    when fsync durability is asked for, and the eviction policy, which decides whether
+    the token set of a session without ttl may expire. Then refreshes the owner's index
+    of an owned session (best effort: the messages are stored), and raises
+    NotDurableError last if the durability level was not reached.
+    """
+    level = settings.durability if durability is None else resolve_durability(durability)
+    if level.fsync and server.version is None:
+        server.version = server_version((yield Info("server")))
+    problem = durability_problem(level, version=server.version)
+    if problem:
+        raise DurabilityUnsupportedError(problem)
+    plan = plan_append(
+        settings, session_id, records, durability=level, idempotency_key=idempotency_key
+    )
+    if plan is None:
+        count: int = yield plan_count(settings, session_id)
+        return count
+    if server.eviction_policy is None:
+        server.eviction_policy = eviction_policy((yield Info("memory")))
+    persist, warning = eviction_risk(server.eviction_policy, settings.ttl)
+    if warning is not None and not server.warned:
+        server.warned = True
+        logger.warning("%s", warning)
+    appended: Appended = yield (_persisting(plan) if persist else plan)
+    outcome = appended.outcome
+    if outcome.touched is not None:
+        owner, last_activity = outcome.touched
+        refresh = plan_touch_index(settings, owner, session_id, last_activity)
+        yield BestEffort(refresh, "refresh the owner index")
+    if appended.not_durable is not None:
+        raise appended.not_durable
+    return outcome.message_count
+
+
+def _persisting(plan: Plan[T]) -> Plan[T]:
+    """The same append with the persist-tokens flag set (ARGV[6] of APPEND_SCRIPT)."""
+    call = plan.calls[0]
+    args = (*call.args[:5], 1, *call.args[6:])
+    calls = (call._replace(args=args), *plan.calls[1:])
+    return Plan(calls, plan.parse, plan.expects, plan.same_connection_as)
 
 
 Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
@@ -554,7 +468,7 @@ def _check_position(name: str, value: Any) -> None:
 
 
 def plan_read(
-    config: StoreConfig,
+    settings: StoreSettings,
     session_id: str,
     *,
     start: int = 0,
@@ -569,17 +483,17 @@ def plan_read(
         _check_position("last", last)
         if last == 0:
             return Plan((), lambda replies: [])
-        window = (0, last - 1) if config.layout.newest_first else (-last, -1)
+        window = (0, last - 1) if settings.layout.newest_first else (-last, -1)
     else:
         _check_position("start", start)
         if stop is not None:
             _check_position("stop", stop)
         if stop is not None and stop <= start:
             return Plan((), lambda replies: [])
-        window = _window(config.layout.newest_first, start, stop)
-    key = config.layout.messages_key(session_id)
-    reverse = config.layout.newest_first
-    use_strict = config.strict if strict is None else strict
+        window = _window(settings.layout.newest_first, start, stop)
+    key = settings.layout.messages_key(session_id)
+    reverse = settings.layout.newest_first
+    use_strict = settings.strict if strict is None else strict
 
     def parse(replies: list[Any]) -> list[Any]:
         elements = replies[0]
@@ -590,83 +504,53 @@ def plan_read(
             elements, key=key, indices=indices, strict=use_strict, convert=convert
         )
 
-    return Plan((Call(("LRANGE", key, *window), raw=True),), parse, (key,))
+    return Plan((Call(("LRANGE", key, *window), raw=True),), parse, (key, "list"))
 
 
-def plan_count(config: StoreConfig, session_id: str) -> Plan[int]:
+def plan_count(settings: StoreSettings, session_id: str) -> Plan[int]:
     """The number of messages in the session."""
     check_session_id(session_id)
-    key = config.layout.messages_key(session_id)
-    return Plan((Call(("LLEN", key)),), lambda replies: int(replies[0]), (key,))
+    key = settings.layout.messages_key(session_id)
+    return Plan((Call(("LLEN", key)),), lambda replies: int(replies[0]), (key, "list"))
 
 
-def plan_clear(config: StoreConfig, session_id: str) -> Plan[bool]:
+def plan_clear(settings: StoreSettings, session_id: str) -> Plan[bool]:
     """Delete the session's messages and retry tokens atomically (metadata stays); the
     reply says whether it had messages. A key of another type raises WrongTypeError and
     nothing is deleted."""
     check_session_id(session_id)
-    layout = config.layout
+    layout = settings.layout
     keys: tuple[str, ...] = (layout.messages_key(session_id), layout.token_key(session_id))
     legacy = layout.legacy_token_key(session_id)
     if legacy is not None:
         keys += (legacy,)
 
     def parse(replies: list[Any]) -> bool:
-        reply = replies[0]
-        wrong = wrong_type_reply(reply, keys, ("list", "sorted set"))
-        if wrong is not None:
-            raise wrong
-        return int(reply[0]) > 0
+        return int(CLEAR_TYPES.check(replies[0], keys)[0]) > 0
 
-    return Plan((Call(args=(), script=CLEAR_SCRIPT, keys=keys),), parse, keys)
+    return Plan((Call(args=(), script=CLEAR_SCRIPT, keys=keys),), parse)
 
 
-def wrong_type_reply(
-    reply: Any, keys: Sequence[str], expected: Sequence[str]
-) -> WrongTypeError | None:
-    """WrongTypeError for a script's ``{'WRONGTYPE', key number, type}`` reply, else None.
+class SessionListing:
+    """The ids of stored sessions whose id starts with ``prefix`` (taken literally): SCAN
+    the layout's list keys, keep the session keys, each id once."""
 
-    Scripts that check types before writing answer this way (rather than with an error
-    reply), so a pipeline of them still returns the other scripts' results."""
-    if not (isinstance(reply, list) and len(reply) == 3):
-        return None
-    marker = reply[0]
-    if (marker.decode() if isinstance(marker, bytes) else marker) != "WRONGTYPE":
-        return None
-    position = int(reply[1]) - 1
-    found = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-    return WrongTypeError(keys[position], expected[position], found)
+    def __init__(self, settings: StoreSettings, prefix: str, batch: int) -> None:
+        self.layout = settings.layout
+        self.prefix = prefix
+        self.scan = Scan(self.layout.scan_pattern(prefix), "list", batch)
+        self._seen: set[str] = set()
 
-
-def server_version(info: Mapping[str, Any]) -> tuple[int, ...]:
-    """The version an ``INFO server`` reply reports (Valkey reports a Redis-compatible one)."""
-    text = str(info.get("redis_version", "0"))
-    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
-
-
-def durability_problem(level: Durability, *, version: tuple[int, ...] | None) -> str | None:
-    """Why ``level`` cannot be confirmed here, or None. ``version`` is only needed for fsync."""
-    if not level.waits:
-        return None
-    if level.fsync and version is not None and version < (7, 2):
-        shown = ".".join(map(str, version))
-        return f"fsync durability needs WAITAOF (Redis/Valkey 7.2+); this server is {shown}"
-    return None
-
-
-def translate_error(message: str, keys: Sequence[str]) -> WrongTypeError | None:
-    """Turn a Redis WRONGTYPE error into WrongTypeError naming the key; None for others."""
-    # redis-py prefixes errors inside a pipeline with the failing command (which may hold
-    # user text); Redis's own message is what follows the last marker (redis.asyncio shows
-    # it as the exception's args tuple).
-    message = message.rpartition(" of pipeline caused error: ")[2]
-    if message.startswith(("('", '("')) and message.endswith(",)"):
-        message = message[2:-3]
-    if not message.startswith("WRONGTYPE"):
-        return None
-    words = message.split()
-    if len(words) >= 4 and words[1] == "rch":  # from the append script: key number + type
-        position = int(words[2]) - 1
-        expected = "list" if position == 0 else "sorted set"
-        return WrongTypeError(keys[position], expected, words[3])
-    return WrongTypeError(keys[0] if keys else "?", "list")
+    def ids(self, keys: Sequence[str]) -> list[str]:
+        """The new session ids among a batch of keys SCAN found."""
+        found = []
+        for key in keys:
+            session_id = self.layout.session_id_of(key)
+            if (
+                session_id is not None
+                and session_id.startswith(self.prefix)
+                and session_id not in self._seen
+            ):
+                self._seen.add(session_id)
+                found.append(session_id)
+        return found

@@ -22,35 +22,26 @@ sessions eventually rather than atomically:
 The index key's ttl is never shorter than the store's ttl from its last write, so an
 owner whose sessions all expired leaves nothing behind.
 
-Operations needing several round trips are *flows*: generators that yield a :class:`Plan`
-(or a :class:`BestEffort` one), receive its result, and return the operation's result.
-The stores only drive them, so each operation is written once for sync and async.
+Every operation is a *flow* of :mod:`._plan` steps, which the sync and async shells
+drive, so each operation is written once for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from ._core import (
-    ADOPT_META_LUA,
-    NOW_MS_LUA,
-    Call,
-    Plan,
-    Script,
-    StoreConfig,
-    wrong_type_reply,
-)
+from ._lua import ADOPT_META_LUA, NOW_MS_LUA
+from ._plan import BestEffort, Call, Flow, Plan, Scan, Script, WrongTypeReply, text
 from ._validate import MAX_SESSION_ID_LENGTH, check_session_id, check_text
 from .errors import ChatHistoryError, InvalidOptionError, OwnerConflictError, WrongTypeError
+from .settings import StoreSettings
 
 __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_TITLE_LENGTH",
-    "BestEffort",
-    "Flow",
     "ReindexReport",
     "SessionInfo",
     "SessionPage",
@@ -109,19 +100,6 @@ class ReindexReport:
 
     indexed: int
     removed: int
-
-
-@dataclass(frozen=True)
-class BestEffort:
-    """A plan whose failure does not fail the operation (the session write it follows has
-    already happened): the store logs the error, and the flow receives None."""
-
-    plan: Plan[Any]
-    #: What the plan was for, for the log message.
-    purpose: str
-
-
-Flow = Generator[Plan[Any] | BestEffort, Any, T]
 
 
 # ------------------------------------------------------------------------------- input checks
@@ -298,25 +276,20 @@ return {removed, owner}
 """
 )
 
-# Scripts on an owner index (KEYS[1]) report a key of another type as "WRONGTYPE rch 2
-# <type>", which _core.translate_error turns into WrongTypeError(<plan.keys[1]>, "sorted
-# set"); their plans name the index as both keys (see _index_keys).
-_INDEX_CALL = """
-local function index_call(...)
-  local reply = redis.pcall(...)
-  local failed = type(reply) == 'table' and reply['err']
-  if failed and string.find(reply['err'], 'WRONGTYPE', 1, true) then
-    return redis.error_reply('WRONGTYPE rch 2 ' .. redis.call('TYPE', KEYS[1])['ok'])
-  end
-  return reply
+# Scripts on an owner index (KEYS[1]) check its type first: a key of another type is
+# reported as {'WRONGTYPE', 1, type} (see INDEX_TYPES) and left alone.
+_CHECK_INDEX = """
+local index_type = redis.call('TYPE', KEYS[1])['ok']
+if index_type ~= 'none' and index_type ~= 'zset' then
+  return {'WRONGTYPE', 1, index_type}
 end
 """
 
 # KEYS: owner index. ARGV: highest score (or +inf), entries to skip, entries to read.
 READ_INDEX_SCRIPT = Script(
-    _INDEX_CALL
+    _CHECK_INDEX
     + """
-return index_call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT',
+return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT',
                   ARGV[2], ARGV[3])
 """
 )
@@ -326,13 +299,10 @@ return index_call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'L
 # missing entry. The key's ttl only ever grows, and a session without ttl makes it
 # persistent: the index must outlive every session it lists.
 TOUCH_INDEX_SCRIPT = Script(
-    _INDEX_CALL
+    _CHECK_INDEX
     + """
 local existed = redis.call('EXISTS', KEYS[1])
-local added = index_call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
-if type(added) == 'table' then
-  return added
-end
+local added = redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3]) * 1000
 if ttl == 0 then
   redis.call('PERSIST', KEYS[1])
@@ -348,7 +318,9 @@ return added
 
 # KEYS: owner index. ARGV: session id, score, session id, score, ...
 # Removes each entry only if its score is still the one the caller saw as stale.
-PRUNE_INDEX_SCRIPT = Script("""
+PRUNE_INDEX_SCRIPT = Script(
+    _CHECK_INDEX
+    + """
 local removed = 0
 for i = 1, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -357,26 +329,31 @@ for i = 1, #ARGV, 2 do
   end
 end
 return removed
-""")
+"""
+)
 
 
 # ------------------------------------------------------------------------------ reply reading
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+#: How the scripts on a session's metadata name the types of their keys (meta, list).
+META_TYPES = WrongTypeReply(("hash", "list"))
+#: How the delete script names the types of its keys (list, tokens, meta).
+DELETE_TYPES = WrongTypeReply(("list", "sorted set", "hash"))
+#: How the scripts on an owner index name its type.
+INDEX_TYPES = WrongTypeReply(("sorted set",))
 
 
 def _fields(reply: Any) -> dict[str, str]:
     """A hash read by HGETALL: a flat [field, value, ...] list (scripts, RESP2) or a dict."""
     if isinstance(reply, dict):
-        return {_text(k): _text(v) for k, v in reply.items()}
-    return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
+        return {text(k): text(v) for k, v in reply.items()}
+    return {text(reply[i]): text(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
 
 
 def _pairs(reply: Sequence[Any]) -> list[tuple[str, int]]:
     """(member, score) pairs from a script's flat WITHSCORES reply."""
-    return [(_text(reply[i]), int(float(reply[i + 1]))) for i in range(0, len(reply) - 1, 2)]
+    return [(text(reply[i]), int(float(reply[i + 1]))) for i in range(0, len(reply) - 1, 2)]
 
 
 #: The latest time a datetime can hold, in ms since the epoch (the end of year 9999).
@@ -398,14 +375,7 @@ def _time(ms: int | None) -> datetime | None:
 
 def _is_owner_conflict(reply: Any) -> bool:
     """Whether a create or restore script refused the session's other owner: ``{'OWNER'}``."""
-    return isinstance(reply, list) and len(reply) == 1 and _text(reply[0]) == "OWNER"
-
-
-def _raise_wrong_type(reply: Any, meta_key: str, list_key: str) -> None:
-    """Raise WrongTypeError for a script's ``{'WRONGTYPE', key number, type}`` reply."""
-    wrong = wrong_type_reply(reply, (meta_key, list_key), ("hash", "list"))
-    if wrong is not None:
-        raise wrong
+    return isinstance(reply, list) and len(reply) == 1 and text(reply[0]) == "OWNER"
 
 
 @dataclass(frozen=True)
@@ -417,7 +387,7 @@ class _Read:
 
 
 def _read(session_id: str, reply: Any, meta_key: str, list_key: str) -> _Read:
-    _raise_wrong_type(reply, meta_key, list_key)
+    META_TYPES.check(reply, (meta_key, list_key))
     count = int(reply[0])
     if len(reply) < 2:
         info = SessionInfo(session_id, None, None, None, None, count) if count else None
@@ -435,7 +405,7 @@ def _read(session_id: str, reply: Any, meta_key: str, list_key: str) -> _Read:
     return _Read(info, last_ms)
 
 
-def _meta_keys(config: StoreConfig, session_id: str) -> tuple[str, ...]:
+def _meta_keys(config: StoreSettings, session_id: str) -> tuple[str, ...]:
     """KEYS of the scripts on one session's metadata: meta, list, [meta's 0.1.0 name]."""
     layout = config.layout
     keys: tuple[str, ...] = (layout.meta_key(session_id), layout.messages_key(session_id))
@@ -443,11 +413,11 @@ def _meta_keys(config: StoreConfig, session_id: str) -> tuple[str, ...]:
     return keys if legacy is None else (*keys, legacy)
 
 
-def _read_call(config: StoreConfig, session_id: str) -> Call:
+def _read_call(config: StoreSettings, session_id: str) -> Call:
     return Call((session_id,), READ_INFO_SCRIPT, _meta_keys(config, session_id))
 
 
-def _plan_reads(config: StoreConfig, session_ids: Sequence[str]) -> Plan[list[_Read]]:
+def _plan_reads(config: StoreSettings, session_ids: Sequence[str]) -> Plan[list[_Read]]:
     """Read several sessions' metadata and message counts in one round trip."""
     calls = tuple(_read_call(config, session_id) for session_id in session_ids)
 
@@ -463,38 +433,37 @@ def _plan_reads(config: StoreConfig, session_ids: Sequence[str]) -> Plan[list[_R
 # ------------------------------------------------------------------------ single-session plans
 
 
-def plan_session_info(config: StoreConfig, session_id: str) -> Plan[SessionInfo | None]:
+def plan_session_info(config: StoreSettings, session_id: str) -> Plan[SessionInfo | None]:
     """The session's metadata and message count; None if it has neither."""
     check_session_id(session_id)
     call = _read_call(config, session_id)
     return Plan((call,), lambda replies: _read(session_id, replies[0], *call.keys[:2]).info)
 
 
-def plan_rename(config: StoreConfig, session_id: str, title: str) -> Plan[bool]:
+def plan_rename(config: StoreSettings, session_id: str, title: str) -> Plan[bool]:
     """Set the session's title; False if there is no such session (nothing is created)."""
     check_session_id(session_id)
     check_title(title)
     keys = _meta_keys(config, session_id)
 
     def parse(replies: list[Any]) -> bool:
-        _raise_wrong_type(replies[0], *keys[:2])
-        return int(replies[0]) == 1
+        return int(META_TYPES.check(replies[0], keys)) == 1
 
     return Plan((Call((session_id, title), RENAME_SCRIPT, keys),), parse)
 
 
 def plan_touch_index(
-    config: StoreConfig, owner: str, session_id: str, last_activity_ms: int
+    config: StoreSettings, owner: str, session_id: str, last_activity_ms: int
 ) -> Plan[None]:
     """Add or move the session's entry in its owner's index (never back in time)."""
     index = config.layout.owner_index_key(owner)
     call = Call((last_activity_ms, session_id, config.ttl or 0), TOUCH_INDEX_SCRIPT, (index,))
-    return Plan((call,), lambda replies: None, _index_keys(index))
+    return Plan((call,), lambda replies: _index_reply(replies[0], index))
 
 
-def _index_keys(index: str) -> tuple[str, str]:
-    """Plan.keys for calls on an owner index: WRONGTYPE from its scripts names the second."""
-    return (index, index)
+def _index_reply(reply: Any, index: str) -> Any:
+    """A reply of a script on an owner index, unless it reports another type (raised)."""
+    return INDEX_TYPES.check(reply, (index,))
 
 
 @dataclass
@@ -510,7 +479,7 @@ class _IndexWalk:
     def plan(self, count: int) -> Plan[list[tuple[str, int]]]:
         high = "+inf" if self.top is None else self.top
         call = Call((high, self.skip, count), READ_INDEX_SCRIPT, (self.index,))
-        return Plan((call,), lambda replies: _pairs(replies[0]), _index_keys(self.index))
+        return Plan((call,), lambda replies: _pairs(_index_reply(replies[0], self.index)))
 
     def advance(self, entries: Sequence[tuple[str, int]]) -> None:
         """Move past ``entries``, the batch just read."""
@@ -527,7 +496,7 @@ class _IndexWalk:
 
 
 def create_flow(
-    config: StoreConfig, session_id: str, owner: str | None, title: str | None
+    config: StoreSettings, session_id: str, owner: str | None, title: str | None
 ) -> Flow[SessionInfo]:
     """Create the session's metadata, or fill in what is missing (idempotent), then index
     it under its owner. Existing values (created, owner, title) are never overwritten."""
@@ -555,7 +524,7 @@ def create_flow(
     return info
 
 
-def delete_flow(config: StoreConfig, session_ids: Sequence[str]) -> Flow[int]:
+def delete_flow(config: StoreSettings, session_ids: Sequence[str]) -> Flow[int]:
     """Delete whole sessions (list, retry tokens, metadata: one script each, pipelined),
     then their owner index entries; return how many sessions existed.
 
@@ -582,21 +551,23 @@ def delete_flow(config: StoreConfig, session_ids: Sequence[str]) -> Flow[int]:
     deleted = 0
     refused: WrongTypeError | None = None
     for session_id, reply, call in zip(session_ids, replies, calls, strict=True):
-        wrong = wrong_type_reply(reply, call.keys, ("list", "sorted set", "hash"))
+        wrong = DELETE_TYPES.error(reply, call.keys)
         if wrong is not None:
             refused = refused or wrong
             continue
         removed, owner = reply
         deleted += int(removed) > 0
         if owner is not None:
-            by_owner.setdefault(_text(owner), []).append(session_id)
+            by_owner.setdefault(text(owner), []).append(session_id)
     if by_owner:
         removals = tuple(
             Call(("ZREM", layout.owner_index_key(owner), *members))
             for owner, members in by_owner.items()
         )
         purpose = "remove deleted sessions from their owners' indexes"
-        yield BestEffort(Plan(removals, lambda replies: None), purpose)
+        yield BestEffort(
+            Plan(removals, lambda replies: None, (removals[0].args[1], "sorted set")), purpose
+        )
     if refused is not None:
         raise refused
     return deleted
@@ -611,11 +582,11 @@ def _is_listed(read: _Read, owner: str) -> bool:
 def _plan_prune(index: str, stale: Sequence[tuple[str, int]]) -> Plan[int]:
     args = tuple(value for member, score in stale for value in (member, score))
     call = Call(args, PRUNE_INDEX_SCRIPT, (index,))
-    return Plan((call,), lambda replies: int(replies[0]), _index_keys(index))
+    return Plan((call,), lambda replies: int(_index_reply(replies[0], index)))
 
 
 def owner_sessions_flow(
-    config: StoreConfig, owner: str, limit: int, cursor: str | None
+    config: StoreSettings, owner: str, limit: int, cursor: str | None
 ) -> Flow[SessionPage]:
     """One page of the owner's sessions, most recently active first, in O(page) (plus
     any stale entries it meets, which it removes, so each is paid for once).
@@ -660,7 +631,12 @@ def owner_sessions_flow(
         args = tuple(value for member, score in behind for value in (score, member))
         repairs += (Call(("ZADD", index, "GT", *args)),)
     if repairs:
-        plan = Plan(repairs, lambda replies: None, _index_keys(index))
+
+        def check(replies: list[Any]) -> None:
+            if stale:
+                _index_reply(replies[0], index)
+
+        plan = Plan(repairs, check, (index, "sorted set"))
         yield BestEffort(plan, "repair the owner index (stale or lagging entries)")
     page = found[:limit]
     more = len(found) > limit
@@ -668,7 +644,37 @@ def owner_sessions_flow(
     return SessionPage(tuple(info for _score, info in page), next_cursor)
 
 
-def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | None) -> Flow[int]:
+def reindex_flow(config: StoreSettings, owner: str | None, batch: int) -> Flow[ReindexReport]:
+    """Rebuild owner indexes from the sessions' metadata and drop stale entries (all
+    owners, or only ``owner``): SCAN every metadata key, ``batch`` per round trip, index
+    each session under its owner, then walk the indexes and remove what no live session
+    backs."""
+    if owner is not None:
+        check_owner(owner)
+    layout = config.layout
+    metadata = Scan(layout.meta_scan_pattern(), "hash", batch)
+    seen: set[str] = set()
+    indexed = 0
+    while keys := (yield metadata):
+        fresh = [key for key in keys if key not in seen]  # SCAN may return a key twice
+        seen.update(fresh)
+        indexed += yield from _index_metadata(config, fresh, owner)
+    owners = {owner} if owner is not None else set()
+    if owner is None:
+        indexes = Scan(layout.owner_index_scan_pattern(), "zset", batch)
+        while keys := (yield indexes):
+            owners.update(
+                found for key in keys if (found := layout.owner_of_index_key(key)) is not None
+            )
+    removed = 0
+    for each in sorted(owners):
+        removed += yield from prune_index_flow(config, each)
+    return ReindexReport(indexed=indexed, removed=removed)
+
+
+def _index_metadata(
+    config: StoreSettings, meta_keys: Sequence[str], owner: str | None
+) -> Flow[int]:
     """Index the sessions behind some metadata keys (found by SCAN) under their owners
     (only ``owner``'s, if given); return how many entries were written."""
     layout = config.layout
@@ -677,6 +683,7 @@ def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | Non
     metas = yield Plan(
         tuple(Call(("HGETALL", key)) for key in meta_keys),
         lambda replies: [_fields(reply) for reply in replies],
+        (meta_keys[0], "hash"),
     )
     touches: list[Call] = []
     legacy: list[str] = []
@@ -701,11 +708,17 @@ def reindex_flow(config: StoreConfig, meta_keys: Sequence[str], owner: str | Non
             if owner is None or info.owner == owner:
                 touches.extend(plan_touch_index(config, info.owner, session_id, last_ms).calls)
     if touches:
-        yield Plan(tuple(touches), lambda replies: None, _index_keys(touches[0].keys[0]))
+        yield Plan(tuple(touches), lambda replies: _touched(replies, touches))
     return len(touches)
 
 
-def prune_index_flow(config: StoreConfig, owner: str) -> Flow[int]:
+def _touched(replies: list[Any], touches: Sequence[Call]) -> None:
+    """Raise WrongTypeError for the first owner index of another type."""
+    for reply, call in zip(replies, touches, strict=True):
+        _index_reply(reply, call.keys[0])
+
+
+def prune_index_flow(config: StoreSettings, owner: str) -> Flow[int]:
     """Walk the owner's whole index and remove the entries that no live session of theirs
     backs (after the walk, so removals do not shift it); return how many were removed."""
     walk = _IndexWalk(config.layout.owner_index_key(owner))
@@ -785,7 +798,7 @@ return {length, redis.call('HGETALL', KEYS[1])}
 
 
 def restore_flow(
-    config: StoreConfig,
+    config: StoreSettings,
     session_id: str,
     fields: dict[str, str],
     *,

@@ -36,7 +36,6 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from . import _core
 from ._clients import async_twin, redact_url
 from ._validate import check_session_id
 from .async_store import AsyncChatHistoryStore
@@ -44,6 +43,7 @@ from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
 from .durability import Durability
 from .errors import InvalidOptionError
 from .layouts import CommunityLayout, Layout, MemorystoreLayout
+from .settings import StoreSettings
 from .store import ChatHistoryStore
 
 __all__ = ["MemorystoreChatMessageHistory", "RedisChatMessageHistory"]
@@ -93,7 +93,7 @@ class _RedisHistory(BaseChatMessageHistory):
     def __init__(
         self,
         session_id: str,
-        config: _core.StoreConfig,
+        config: StoreSettings,
         *,
         client: SyncClient | None,
         async_client: AsyncClient | None,
@@ -120,7 +120,9 @@ class _RedisHistory(BaseChatMessageHistory):
     def store(self) -> ChatHistoryStore:
         """The synchronous store behind this history."""
         if self._store is None:
-            self._store = ChatHistoryStore._from_config(self._sync_client, self._config, self._url)
+            self._store = ChatHistoryStore.with_settings(
+                self._config, client=self._sync_client, url=self._url
+            )
         return self._store
 
     @property
@@ -132,7 +134,7 @@ class _RedisHistory(BaseChatMessageHistory):
             if client is None and self._url is None:
                 assert self._sync_client is not None
                 client = async_twin(self._sync_client)
-            store = AsyncChatHistoryStore._from_config(client, self._config, self._url)
+            store = AsyncChatHistoryStore.with_settings(self._config, client=client, url=self._url)
             self._async_store = (loop, store)
         return self._async_store[1]
 
@@ -223,14 +225,14 @@ class RedisChatMessageHistory(_RedisHistory):
         retry_deadline: float = 15.0,
         durability: Durability | str | None = None,
     ) -> None:
-        config = _core.StoreConfig.build(
-            CommunityLayout(key_prefix) if layout is None else layout,
-            ttl,
-            max_messages,
-            max_message_bytes,
-            strict,
-            retry_deadline,
-            durability,
+        config = StoreSettings.build(
+            layout=CommunityLayout(key_prefix) if layout is None else layout,
+            ttl=ttl,
+            max_messages=max_messages,
+            max_message_bytes=max_message_bytes,
+            strict=strict,
+            retry_deadline=retry_deadline,
+            durability=durability,
         )
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -279,14 +281,14 @@ class MemorystoreChatMessageHistory(_RedisHistory):
                 "client must be a redis.Redis or redis.cluster.RedisCluster, not "
                 f"{type(client).__name__}"
             )
-        config = _core.StoreConfig.build(
-            MemorystoreLayout() if layout is None else layout,
-            ttl,
-            max_messages,
-            max_message_bytes,
-            strict,
-            retry_deadline,
-            durability,
+        config = StoreSettings.build(
+            layout=MemorystoreLayout() if layout is None else layout,
+            ttl=ttl,
+            max_messages=max_messages,
+            max_message_bytes=max_message_bytes,
+            strict=strict,
+            retry_deadline=retry_deadline,
+            durability=durability,
         )
         super().__init__(
             session_id,

@@ -1,102 +1,44 @@
-"""ChatHistoryStore: the synchronous store, a thin shell over :mod:`._core`."""
+# Generated from async_store.py by scripts/unasync.py: edit that file, then run the script.
+"""ChatHistoryStore: the store for blocking code, a thin shell over the core's flows.
+
+The asyncio store is the source; the sync one is generated from it by
+``scripts/unasync.py``, so their methods cannot drift.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-import redis
-import redis.cluster
-from redis.client import NEVER_DECODE
-from redis.exceptions import (
-    AskError,
-    ClusterError,
-    ConnectionError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TimeoutError,
-)
-
 from . import _core
 from . import _sessions_core as _sessions
-from ._clients import call_budget, client_for_url, is_transient, redact_url
+from . import _sync_io as _io
+from ._plan import run_plan
 from ._sessions_core import ReindexReport, SessionInfo, SessionPage
-from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
-from .durability import Durability, DurabilityUnsupportedError, resolve_durability
-from .errors import ChatHistoryError, InvalidOptionError
-from .layouts import Layout
+from ._sync_driver import SyncDriver
+from .codec import Record
+from .durability import Durability
 
 __all__ = ["ChatHistoryStore"]
 
 T = TypeVar("T")
-logger = logging.getLogger("redis_chat_history")
-SyncClient = redis.Redis | redis.cluster.RedisCluster
-# Replies as bytes even from a decode_responses=True client (see _core.Call.raw).
-_RAW = {NEVER_DECODE: True}
 
 
-def _text(key: bytes | str) -> str:
-    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+class ChatHistoryStore(SyncDriver):
+    """Chat histories in Redis, one session per list; most methods are one round trip.
 
-
-class ChatHistoryStore:
-    """Chat histories in Redis, one session per list; every method is one round trip.
-
-    Pass a redis-py client (``redis.Redis`` or ``redis.cluster.RedisCluster``, with or
-    without ``decode_responses``) or ``url=``; URL clients are shared per process and get
-    timeouts and a retry policy. Records are the dicts LangChain's ``message_to_dict``
-    returns. Appends are atomic and exactly-once even when redis-py retries them.
+    Pass a redis-py client (``Redis`` or ``RedisCluster``, with or without
+    ``decode_responses``) or ``url=``; URL clients are shared (per process, and per event
+    loop for asyncio) and get timeouts and a retry policy. Records are the dicts
+    LangChain's ``message_to_dict`` returns. Appends are atomic and exactly-once even when
+    redis-py retries them. The options are StoreSettings'; ``with_settings`` takes them
+    checked already.
     """
 
-    def __init__(
-        self,
-        client: SyncClient | None = None,
-        *,
-        url: str | None = None,
-        layout: Layout | str = "native",
-        ttl: Any = None,
-        max_messages: int | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        strict: bool = True,
-        retry_deadline: float = 15.0,
-        durability: Durability | str | None = None,
-    ) -> None:
-        if (client is None) == (url is None):
-            raise InvalidOptionError("pass either a redis client or url=, not both or neither")
-        self.config = _core.StoreConfig.build(
-            layout, ttl, max_messages, max_message_bytes, strict, retry_deadline, durability
-        )
-        self._url = url
-        self._client = client
-        self._version: tuple[int, ...] | None = None
-        self._stale_slots = False
-
-    @classmethod
-    def _from_config(
-        cls, client: SyncClient | None, config: _core.StoreConfig, url: str | None = None
-    ) -> ChatHistoryStore:
-        """A store over an already validated config (used by the LangChain classes)."""
-        store = cls.__new__(cls)
-        store.config, store._url, store._client = config, url, client
-        store._version, store._stale_slots = None, False
-        return store
-
     @property
-    def client(self) -> SyncClient:
-        """The client in use: the one given, or the shared one for the URL (made on first
-        use, which probes a TCP URL once for cluster mode)."""
-        if self._client is not None:
-            return self._client
-        return client_for_url(self._url or "")
-
-    def __repr__(self) -> str:
-        where = redact_url(self._url) if self._url else repr(self._client)
-        return f"ChatHistoryStore({where}, layout={self.config.layout!r})"
+    def client(self) -> _io.Client:
+        """The client in use: the one given, or the shared one for the URL."""
+        return _io.current_client(self._client, self._url)
 
     def __enter__(self) -> ChatHistoryStore:
         return self
@@ -125,15 +67,16 @@ class ChatHistoryStore:
         10 minutes it is not stored twice, even by another process or after a restart.
         Without one, only redis-py's own re-sends of this call are recognised.
         """
-        level = self.config.durability if durability is None else resolve_durability(durability)
-        self._check_durability(level)
-        plan = _core.plan_append(
-            self.config, session_id, records, durability=level, idempotency_key=idempotency_key
+        return self._drive(
+            _core.append_flow(
+                self.config,
+                session_id,
+                records,
+                self._server(),
+                durability=durability,
+                idempotency_key=idempotency_key,
+            )
         )
-        if plan is None:
-            return self.count(session_id)
-        result = self._run(plan)
-        return result if isinstance(result, int) else self._after_append(session_id, result)
 
     def messages(
         self,
@@ -147,25 +90,24 @@ class ChatHistoryStore:
     ) -> list[Any]:
         """Messages in chronological order: all, positions ``[start, stop)``, or the newest
         ``last`` (reading only those from Redis). ``convert`` maps each record."""
-        return self._run(
-            _core.plan_read(
-                self.config,
-                session_id,
-                start=start,
-                stop=stop,
-                last=last,
-                strict=strict,
-                convert=convert,
-            )
+        plan = _core.plan_read(
+            self.config,
+            session_id,
+            start=start,
+            stop=stop,
+            last=last,
+            strict=strict,
+            convert=convert,
         )
+        return self._drive(run_plan(plan))
 
     def count(self, session_id: str) -> int:
         """How many messages the session holds."""
-        return self._run(_core.plan_count(self.config, session_id))
+        return self._drive(run_plan(_core.plan_count(self.config, session_id)))
 
     def clear(self, session_id: str) -> bool:
         """Remove the session's messages; True if it had any."""
-        return self._run(_core.plan_clear(self.config, session_id))
+        return self._drive(run_plan(_core.plan_clear(self.config, session_id)))
 
     def delete(self, *session_ids: str) -> int:
         """Delete whole sessions (messages, metadata, owner index entries); return how
@@ -175,12 +117,9 @@ class ChatHistoryStore:
     def session_ids(self, prefix: str = "", *, batch: int = 500) -> Iterator[str]:
         """Iterate the ids of stored sessions (SCAN, so never blocking the server) whose id
         starts with ``prefix``, taken literally. Each id is yielded once."""
-        layout, seen = self.config.layout, set()
-        pattern = layout.scan_pattern(prefix)
-        for key in self.client.scan_iter(match=pattern, count=batch, _type="list"):
-            session_id = layout.session_id_of(_text(key))
-            if session_id is not None and session_id.startswith(prefix) and session_id not in seen:
-                seen.add(session_id)
+        listing = _core.SessionListing(self.config, prefix, batch)
+        for keys in self._scan_batches(listing.scan):
+            for session_id in listing.ids(keys):
                 yield session_id
 
     # Sessions that know who they belong to (metadata and per-owner indexes). The index
@@ -198,11 +137,11 @@ class ChatHistoryStore:
 
     def session_info(self, session_id: str) -> SessionInfo | None:
         """The session's owner, title, times and message count; None if it does not exist."""
-        return self._run(_sessions.plan_session_info(self.config, session_id))
+        return self._drive(run_plan(_sessions.plan_session_info(self.config, session_id)))
 
     def rename_session(self, session_id: str, title: str) -> bool:
         """Set the session's title; False if there is no such session."""
-        return self._run(_sessions.plan_rename(self.config, session_id, title))
+        return self._drive(run_plan(_sessions.plan_rename(self.config, session_id, title)))
 
     def owner_sessions(
         self, owner: str, *, limit: int = 20, cursor: str | None = None
@@ -218,198 +157,4 @@ class ChatHistoryStore:
     def reindex(self, owner: str | None = None, *, batch: int = 500) -> ReindexReport:
         """Rebuild owner indexes from the sessions' metadata and drop stale entries (all
         owners, or only ``owner``). The repair path: it SCANs every metadata key."""
-        if owner is not None:
-            _sessions.check_owner(owner)
-        layout, client = self.config.layout, self.client
-        seen: set[str] = set()
-        keys: list[str] = []
-        indexed = 0
-        pattern = layout.meta_scan_pattern()
-        for key in client.scan_iter(match=pattern, count=batch, _type="hash"):
-            name = _text(key)
-            if name not in seen:  # SCAN may return a key more than once
-                seen.add(name)
-                keys.append(name)
-            if len(keys) >= batch:
-                indexed += self._drive(_sessions.reindex_flow(self.config, keys, owner))
-                keys = []
-        indexed += self._drive(_sessions.reindex_flow(self.config, keys, owner))
-        owners = {owner} if owner is not None else set()
-        if owner is None:
-            pattern = layout.owner_index_scan_pattern()
-            for key in client.scan_iter(match=pattern, count=batch, _type="zset"):
-                found = layout.owner_of_index_key(_text(key))
-                if found is not None:
-                    owners.add(found)
-        removed = 0
-        for each in sorted(owners):
-            removed += self._drive(_sessions.prune_index_flow(self.config, each))
-        return ReindexReport(indexed=indexed, removed=removed)
-
-    def _after_append(self, session_id: str, outcome: _core.AppendOutcome) -> int:
-        """Refresh the owner's index after an append to an owned session (best effort: the
-        messages are stored), then report a durability level that was not reached."""
-        if outcome.touched is not None:
-            owner, last_activity = outcome.touched
-            refresh = _sessions.plan_touch_index(self.config, owner, session_id, last_activity)
-            self._best_effort(_sessions.BestEffort(refresh, "refresh the owner index"))
-        if outcome.not_durable is not None:
-            raise outcome.not_durable
-        return outcome.message_count
-
-    def _drive(self, flow: _sessions.Flow[T]) -> T:
-        """Run a multi-round-trip operation: send each plan the flow yields and give it
-        the result, until it returns."""
-        reply: Any = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            if isinstance(step, _sessions.BestEffort):
-                reply = self._best_effort(step)
-            else:
-                reply = self._run(step)
-
-    def _best_effort(self, step: _sessions.BestEffort) -> Any:
-        """Run a plan whose failure must not fail the operation; log it and return None."""
-        try:
-            return self._run(step.plan)
-        except (RedisError, ChatHistoryError) as error:
-            logger.warning(
-                "could not %s (%s: %s); the next write or reindex() repairs it",
-                step.purpose,
-                type(error).__name__,
-                error,
-            )
-            return None
-
-    def _run(self, plan: _core.Plan[T]) -> T:
-        """Send the plan, again after transient errors until ``retry_deadline`` seconds after
-        the call started (clients made from URLs stop their own retries then too)."""
-        with call_budget(_core.RetryTimer(self.config.retry_deadline)) as timer:
-            while True:
-                try:
-                    return self._run_once(plan)
-                except RedisError as error:
-                    if not is_transient(error):
-                        raise
-                    timer.failed = True
-                    delay = timer.next_delay()
-                    if delay is None:
-                        raise
-                    time.sleep(delay)
-
-    def _run_once(self, plan: _core.Plan[T]) -> T:
-        try:
-            client = self.client
-            if plan.records_tokens:
-                plan = self._token_policy(client, plan)
-            if plan.same_connection and isinstance(client, redis.cluster.RedisCluster):
-                replies = self._send_to_slot_owner(client, plan)
-            elif len(plan.calls) == 1:
-                replies = [self._send(plan.calls[0])]
-            elif not plan.calls:
-                replies = []
-            else:
-                replies = self._send_pipeline(self.client, plan.calls)
-        except ResponseError as exc:
-            error = _core.translate_error(str(exc), plan.keys)
-            if error is None:
-                raise
-            raise error from exc
-        return plan.parse(replies)
-
-    def _token_policy(self, client: SyncClient, plan: _core.Plan[T]) -> _core.Plan[T]:
-        """The append to send on this server: learns its eviction policy first (one INFO
-        per client, inside the call's retries and deadline); see _core.EvictionWatch."""
-        if not _core.EVICTION.knows(client, self._url):
-            try:
-                info = self._info(client, "memory")
-            except ResponseError:  # INFO refused (ACL) or renamed away
-                info = None
-            except RedisClusterException as error:  # not a RedisError: make it retryable
-                raise ConnectionError(f"cannot reach the cluster: {error}") from error
-            _core.EVICTION.learn(client, self._url, info)
-        return _core.EVICTION.applied(plan, client, self._url, self.config.ttl)
-
-    @staticmethod
-    def _info(client: SyncClient, section: str) -> Any:
-        """An INFO section of the server (of a cluster's default node)."""
-        if isinstance(client, redis.cluster.RedisCluster):
-            return client.info(section, target_nodes=client.get_default_node())
-        return client.info(section)
-
-    def _check_durability(self, level: Durability) -> None:
-        if not level.waits:
-            return
-        if level.fsync and self._version is None:
-            self._version = _core.server_version(self._info(self.client, "server"))
-        problem = _core.durability_problem(level, version=self._version)
-        if problem:
-            raise DurabilityUnsupportedError(problem)
-
-    def _send_to_slot_owner(
-        self, client: redis.cluster.RedisCluster, plan: _core.Plan[Any]
-    ) -> list[Any]:
-        """Send the plan's calls on one connection to the primary that owns ``keys[0]``.
-
-        A cluster client spreads keyless commands such as WAIT over every primary, so the
-        calls go through the owner's own client instead. MOVED refreshes the slot map and
-        ASK sends the calls to the importing node behind ASKING; a lost connection also
-        refreshes the map before ``_run`` tries again, so a failover is followed.
-        """
-        if self._stale_slots:
-            try:
-                client.nodes_manager.initialize()
-            except RedisClusterException as error:  # not a RedisError: make it retryable
-                raise ConnectionError(f"cannot refresh the cluster's slot map: {error}") from error
-            self._stale_slots = False
-        node = client.get_node_from_key(plan.keys[0])
-        calls = plan.calls
-        for _redirect in range(_core.MAX_REDIRECTS):
-            try:
-                replies = self._send_pipeline(client.get_redis_connection(node), calls)
-                return replies[len(replies) - len(plan.calls) :]
-            except MovedError:
-                client.nodes_manager.initialize()
-                node, calls = client.get_node_from_key(plan.keys[0]), plan.calls
-            except AskError as redirect:
-                node = client.get_node(host=redirect.host, port=redirect.port) or node
-                calls = (_core.Call(("ASKING",)), *plan.calls)
-            except (ConnectionError, TimeoutError):
-                self._stale_slots = True
-                raise
-        raise ClusterError(f"more than {_core.MAX_REDIRECTS} redirections for {plan.keys[0]!r}")
-
-    @staticmethod
-    def _send_pipeline(client: SyncClient, calls: Sequence[_core.Call]) -> list[Any]:
-        """Send calls on one connection in one round trip (loading scripts if needed)."""
-        for attempt in range(2):
-            with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    if call.script is None:
-                        pipe.execute_command(*call.args, **(_RAW if call.raw else {}))
-                    else:
-                        pipe.execute_command(
-                            "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
-                        )
-                try:
-                    return pipe.execute()
-                except NoScriptError:
-                    if attempt:
-                        raise
-            for script in {call.script for call in calls if call.script is not None}:
-                client.script_load(script.text)
-        raise AssertionError("unreachable")
-
-    def _send(self, call: _core.Call) -> Any:
-        if call.script is None:
-            options = _RAW if call.raw else {}
-            return self.client.execute_command(*call.args, **options)  # type: ignore[no-untyped-call]
-        keys = call.keys
-        try:
-            return self.client.evalsha(call.script.sha, len(keys), *keys, *call.args)
-        except NoScriptError:
-            return self.client.eval(call.script.text, len(keys), *keys, *call.args)
+        return self._drive(_sessions.reindex_flow(self.config, owner, batch))

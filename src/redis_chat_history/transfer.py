@@ -58,7 +58,8 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import codec
-from ._core import PUSH_CHUNK, Script, translate_error
+from ._core import PUSH_CHUNK
+from ._plan import Plan, Script, translate_error
 from ._sessions_core import RESTORED_FIELDS, check_owner, check_title, restore_flow
 from ._validate import (
     MAX_SESSION_ID_LENGTH,
@@ -717,7 +718,7 @@ def _call(client: SyncClient, *args: Any, raw: bool = False) -> Any:
     try:
         return client.execute_command(*args, **options)  # type: ignore[no-untyped-call]
     except ResponseError as exc:
-        error = translate_error(str(exc), (str(args[1]),))
+        error = translate_error(str(exc), _naming(str(args[1])))
         if error is None:
             raise
         raise error from exc
@@ -732,10 +733,15 @@ def _run_script(
         except NoScriptError:
             return client.eval(script.text, len(keys), *keys, *args)
     except ResponseError as exc:
-        error = translate_error(str(exc), keys)
+        error = translate_error(str(exc), _naming(keys[0]))
         if error is None:
             raise
         raise error from exc
+
+
+def _naming(key: str) -> Plan[None]:
+    """A plan that only names ``key`` (a list) in WrongTypeError."""
+    return Plan((), lambda replies: None, (key, "list"))
 
 
 def _text(value: bytes | str) -> str:

@@ -540,7 +540,7 @@ def tail_cmd(
 
     emit(follower.start(last))
     live = _notifications_on(client)
-    pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub: Any = client.pubsub()
     try:
         pubsub.subscribe(f"__keyspace@{_keyspace_db(client)}__:{ref.key}")
     except RedisError:  # SUBSCRIBE not allowed for this user: polling alone

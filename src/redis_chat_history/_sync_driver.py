@@ -1,0 +1,231 @@
+# Generated from _async_driver.py by scripts/unasync.py: edit that file, then run the script.
+"""The asyncio shell's engine: it drives the core's flows, and does nothing else.
+
+A flow yields steps (see ``_plan``); the driver sends each plan in one round trip (on a
+cluster, on one connection to the slot's primary when the plan asks for it), retries it
+after transient errors until the operation's retry deadline, answers scans and INFO, and
+hands every result back. The asyncio driver is the source; the sync one is generated from
+it by ``scripts/unasync.py``, so the two cannot drift. What differs between them lives in
+the two small io modules, whose functions have the same names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+)
+
+from . import _sync_io as _io
+from ._base import StoreBase
+from ._clients import call_budget, is_transient
+from ._plan import (
+    MAX_REDIRECTS,
+    BestEffort,
+    Call,
+    Flow,
+    Info,
+    Plan,
+    RetryTimer,
+    Scan,
+    text,
+    translate_error,
+)
+from .errors import ChatHistoryError
+
+__all__ = ["SyncDriver"]
+
+T = TypeVar("T")
+logger = logging.getLogger("redis_chat_history")
+Scans = dict[Scan, Iterator[Any]]
+
+
+def _retryable(error: Exception) -> bool:
+    """Whether an operation is tried again after ``error``: a connection loss, timeout or
+    cluster reconfiguration (a slot no node is known to serve yet included)."""
+    return isinstance(error, SlotNotCoveredError) or is_transient(error)
+
+
+class SyncDriver(StoreBase[_io.Client]):
+    """Drives core flows over the store's client (see the module docstring)."""
+
+    def _drive(self, flow: Flow[T]) -> T:
+        """Run one operation: answer each step its flow yields, until it returns. One
+        retry deadline covers the whole operation."""
+        scans: Scans = {}
+        reply: Any = None
+        try:
+            with call_budget(RetryTimer(self.config.retry_deadline)) as timer:
+                while True:
+                    try:
+                        step = flow.send(reply)
+                    except StopIteration as done:
+                        result: T = done.value
+                        return result
+                    if isinstance(step, Plan):
+                        reply = self._run(step, timer)
+                    elif isinstance(step, BestEffort):
+                        reply = self._best_effort(step, timer)
+                    elif isinstance(step, Scan):
+                        reply = self._scan(step, scans)
+                    else:
+                        reply = self._info(step, timer)
+        finally:
+            for keys in scans.values():
+                keys.close()  # type: ignore[attr-defined]
+
+    def _scan_batches(self, scan: Scan) -> Iterator[list[str]]:
+        """The batches of keys a scan finds, for listings that hand them on as they come."""
+        scans: Scans = {}
+        try:
+            while batch := self._scan(scan, scans):
+                yield batch
+        finally:
+            for keys in scans.values():
+                keys.close()  # type: ignore[attr-defined]
+
+    def _run(self, plan: Plan[T], timer: RetryTimer) -> T:
+        """Send the plan, again after transient errors until the deadline."""
+        return self._retrying(lambda: self._run_once(plan), timer)
+
+    def _retrying(self, attempt: Callable[[], T], timer: RetryTimer) -> T:
+        """``attempt()``, made again after transient errors with backoff until the timer's
+        deadline; once one has failed, an attempt is cut off at the deadline."""
+        while True:
+            try:
+                if not timer.failed:
+                    return attempt()
+                return _io.cut_off(attempt(), timer.left())
+            except (RedisError, RedisClusterException) as error:
+                if not _retryable(error):
+                    raise
+                if isinstance(error, SlotNotCoveredError):
+                    self._stale_slots = True
+                timer.failed = True
+                delay = timer.next_delay()
+                if delay is None:
+                    raise
+                _io.sleep(delay)
+
+    def _best_effort(self, step: BestEffort, timer: RetryTimer) -> Any:
+        """Run a plan whose failure must not fail the operation; log it and return None."""
+        try:
+            return self._run(step.plan, timer)
+        except (RedisError, RedisClusterException, ChatHistoryError) as error:
+            logger.warning(
+                "could not %s (%s: %s); the next write or reindex() repairs it",
+                step.purpose,
+                type(error).__name__,
+                error,
+            )
+            return None
+
+    def _connection(self) -> _io.Client:
+        return _io.connect(self._client, self._url)
+
+    def _run_once(self, plan: Plan[T]) -> T:
+        client = self._connection()
+        try:
+            if plan.same_connection_as is not None and isinstance(client, _io.ClusterClient):
+                replies = self._send_to_slot_owner(client, plan, plan.same_connection_as)
+            elif len(plan.calls) == 1:
+                replies = [self._send(client, plan.calls[0])]
+            elif not plan.calls:
+                replies = []
+            else:
+                replies = _io.send_pipeline(client, plan.calls)
+        except ResponseError as exc:
+            error = translate_error(str(exc), plan)
+            if error is None:
+                raise
+            raise error from exc
+        return plan.parse(replies)
+
+    def _scan(self, scan: Scan, scans: Scans) -> list[str]:
+        """The next batch of keys the scan finds (every primary of a cluster)."""
+        keys = scans.get(scan)
+        if keys is None:
+            client = self._connection()
+            keys = scans[scan] = client.scan_iter(
+                match=scan.match, count=scan.count, _type=scan.type
+            )
+        batch: list[str] = []
+        for key in keys:
+            batch.append(text(key))
+            if len(batch) >= scan.count:
+                break
+        return batch
+
+    def _info(self, step: Info, timer: RetryTimer) -> Any:
+        return self._retrying(lambda: self._info_once(step.section), timer)
+
+    def _info_once(self, section: str) -> Any:
+        """An INFO section of the server (of a cluster's default node); None if refused."""
+        client = self._connection()
+        try:
+            if isinstance(client, _io.ClusterClient):
+                return client.info(section, target_nodes=client.get_default_node())
+            return client.info(section)
+        except ResponseError:  # INFO refused (ACL) or renamed away
+            return None
+        except RedisClusterException as error:  # not a RedisError: make it retryable
+            raise ConnectionError(f"cannot reach the cluster: {error}") from error
+
+    def _send_to_slot_owner(
+        self, client: _io.ClusterClient, plan: Plan[Any], key: str
+    ) -> list[Any]:
+        """Send the plan's calls on one connection to the primary that owns ``key``.
+
+        A cluster client spreads keyless commands such as WAIT over every primary, so the
+        calls go through the owner's own connection instead. MOVED refreshes the slot map
+        and ASK sends the calls to the importing node behind ASKING; a lost connection
+        also refreshes the map before the plan is tried again, so a failover is followed.
+        """
+        _io.ready(client)
+        if self._stale_slots:
+            try:
+                client.nodes_manager.initialize()
+            except RedisClusterException as error:  # not a RedisError: make it retryable
+                raise ConnectionError(f"cannot refresh the cluster's slot map: {error}") from error
+            self._stale_slots = False
+        node = client.get_node_from_key(key)
+        calls = plan.calls
+        for _redirect in range(MAX_REDIRECTS):
+            if node is None:  # typed as possible by redis.asyncio (it raises instead)
+                raise SlotNotCoveredError(f"no primary is known for {key!r}")
+            try:
+                replies = _io.send_on_node(client, node, calls)
+                return replies[len(replies) - len(plan.calls) :]
+            except MovedError:
+                client.nodes_manager.initialize()
+                node, calls = client.get_node_from_key(key), plan.calls
+            except AskError as redirect:
+                node = client.get_node(host=redirect.host, port=redirect.port) or node
+                calls = (Call(("ASKING",)), *plan.calls)
+            except (ConnectionError, TimeoutError):
+                self._stale_slots = True
+                raise
+        raise ClusterError(f"more than {MAX_REDIRECTS} redirections for {key!r}")
+
+    @staticmethod
+    def _send(client: _io.Client, call: Call) -> Any:
+        if call.script is None:
+            command: Any = client.execute_command  # typed in one flavour of redis-py only
+            return command(*call.args, **_io.options(call))
+        keys = call.keys
+        try:
+            return client.evalsha(call.script.sha, len(keys), *keys, *call.args)
+        except NoScriptError:
+            return client.eval(call.script.text, len(keys), *keys, *call.args)
