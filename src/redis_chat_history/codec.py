@@ -33,7 +33,9 @@ __all__ = [
     "decode_elements",
     "exceeds_nesting_limit",
     "encode_records",
+    "holds_record",
     "is_record",
+    "loads",
 ]
 
 #: Largest encoded message accepted by default (1 MiB).
@@ -133,13 +135,30 @@ def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     return True
 
 
-def _loads(element: bytes | str) -> Any:
+def loads(element: bytes | str) -> Any:
+    """Parse one stored element (or any JSON text) as the standard library would.
+
+    orjson when it is installed; the standard library for what orjson refuses or reads
+    differently (NaN, lone surrogates, integers beyond 64 bits), so the value, and the
+    error for invalid JSON (a ValueError; UnicodeDecodeError for bytes that are not
+    UTF-8), are the same either way. Deeply nested JSON may raise RecursionError.
+    """
     if _orjson is not None and not _has_long_digit_run(element):
         try:
             return _orjson.loads(element)
         except _orjson.JSONDecodeError:
             pass  # let the standard library decide (it accepts NaN, lone surrogates)
     return json.loads(element)
+
+
+def holds_record(element: object) -> bool:
+    """Whether a stored list element (bytes or str) parses to a message record."""
+    if not isinstance(element, (bytes, str)):
+        return False
+    try:
+        return is_record(loads(element))
+    except (ValueError, RecursionError):
+        return False
 
 
 @contextmanager
@@ -178,7 +197,7 @@ def decode_elements(
     with _collector_paused():
         for element, index in zip(elements, indices, strict=True):
             try:
-                record = _loads(element)
+                record = loads(element)
             except (ValueError, UnicodeDecodeError) as exc:
                 _corrupt(key, index, f"not valid JSON ({exc})", strict)
                 continue
