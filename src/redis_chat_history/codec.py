@@ -106,9 +106,6 @@ def _has_long_digit_run(element: bytes | str) -> bool:
     return raw.translate(_DIGITS_TO_NUL).find(_LONG_DIGIT_RUN) >= 0
 
 
-_TOO_DEEP = object()
-
-
 def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     """Whether ``value`` (decoded from ``element``) nests deeper than MAX_NESTING_DEPTH.
 
@@ -191,37 +188,37 @@ def decode_elements(
     element in errors. ``convert`` turns each record into the caller's object (a LangChain
     message, say); if it raises ValueError, TypeError or KeyError the element counts as
     corrupt. With ``strict`` a corrupt element raises CorruptMessageError; otherwise it is
-    skipped with a warning.
+    skipped with a warning (given once the collector runs again: warning filters and
+    handlers are the application's code).
     """
     out: list[Any] = []
+    skipped: list[CorruptMessageError] = []
     with _collector_paused():
         for element, index in zip(elements, indices, strict=True):
             try:
                 record = loads(element)
             except (ValueError, UnicodeDecodeError) as exc:
-                _corrupt(key, index, f"not valid JSON ({exc})", strict)
-                continue
+                reason = f"not valid JSON ({exc})"
             except RecursionError:
-                record = _TOO_DEEP  # reported just below
-            if record is _TOO_DEEP or exceeds_nesting_limit(element, record):
                 reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
-                _corrupt(key, index, reason, strict)
-                continue
-            if not is_record(record):
-                _corrupt(key, index, "not a {'type': str, 'data': dict} record", strict)
-                continue
-            if convert is None:
-                out.append(record)
-                continue
-            try:
-                out.append(convert(record))
-            except (ValueError, TypeError, KeyError, RecursionError) as exc:
-                _corrupt(key, index, f"not a readable message ({exc})", strict)
+            else:
+                if exceeds_nesting_limit(element, record):
+                    reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
+                elif not is_record(record):
+                    reason = "not a {'type': str, 'data': dict} record"
+                elif convert is None:
+                    out.append(record)
+                    continue
+                else:
+                    try:
+                        out.append(convert(record))
+                        continue
+                    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                        reason = f"not a readable message ({exc})"
+            error = CorruptMessageError(key, index, reason)
+            if strict:
+                raise error
+            skipped.append(error)
+    for error in skipped:
+        warnings.warn(f"{error}; skipped (strict=False)", RuntimeWarning, stacklevel=3)
     return out
-
-
-def _corrupt(key: str, index: int, reason: str, strict: bool) -> None:
-    error = CorruptMessageError(key, index, reason)
-    if strict:
-        raise error
-    warnings.warn(f"{error}; skipped (strict=False)", RuntimeWarning, stacklevel=4)
