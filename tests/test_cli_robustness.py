@@ -3,12 +3,15 @@ control characters made visible, exact --json, documented exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from click.testing import CliRunner, Result
 
 from redis_chat_history import ChatHistoryStore, CommunityLayout
 from redis_chat_history.cli import main
+from redis_chat_history.cli._connect import CLI_RETRY_DEADLINE
+from redis_chat_history.embedded import EmbeddedRedis
 
 CLEAN_ENV = {"REDIS_CHAT_HISTORY_URL": None, "REDIS_URL": None, "REDIS_PASSWORD": None}
 ESCAPES = "title\x1b]0;pwned\x07 \x1b[2K\x1b[8mhidden\x9b31m"
@@ -287,3 +292,104 @@ def test_migrate_move_keeps_the_session_in_its_owners_list(
     ]
     old = run("sessions", "--url", redis_url, "--owner", "user-42", "--layout", "community")
     assert old.exit_code == 1
+
+
+# ------------------------------------------------- the CLI's retry deadline (issue 10)
+
+
+class CuttingProxy:
+    """A TCP proxy to a real redis-server that, as soon as a client sends ``trigger``,
+    drops it unsent, cuts every connection and stops listening: to the command sending
+    it, the server has just gone away."""
+
+    def __init__(self, target_port: int, trigger: bytes) -> None:
+        self.target_port, self.trigger = target_port, trigger
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.cut.is_set():
+            try:
+                downstream, _address = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [downstream, upstream]
+            threading.Thread(target=self._pipe, args=(downstream, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, downstream), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        tail = b""
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if source.getsockname()[1] == self.port and self.trigger in tail + data:
+                self.close()
+                return
+            tail = data[-len(self.trigger) :]
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.cut.set()
+        for connection in (self.listener, *self.sockets):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+
+def test_delete_gives_up_after_the_cli_deadline_when_the_server_goes_away() -> None:
+    """The server vanishes as ``delete`` sends its script: the command gives up after
+    the CLI's 2 s retry deadline, not the library's 15 s."""
+    with EmbeddedRedis() as server:
+        ChatHistoryStore(server.client()).append("doomed", [human("hi")])
+        proxy = CuttingProxy(server.port, trigger=b"EVALSHA")
+        url = server.url.replace(f":{server.port}/", f":{proxy.port}/")
+        try:
+            started = time.monotonic()
+            result = run("delete", "doomed", "--yes", "--url", url, "--timeout", "1")
+            elapsed = time.monotonic() - started
+        finally:
+            proxy.close()
+        assert result.exit_code == 3 and "cannot reach the server" in result.stderr
+        assert CLI_RETRY_DEADLINE - 0.5 < elapsed < CLI_RETRY_DEADLINE + 4, elapsed
+        assert ChatHistoryStore(server.client()).count("doomed") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sessions",),
+        ("search", "hi"),
+        ("stats",),
+        ("delete", "--prefix", "s", "--yes"),
+        ("delete", "s-native", "--yes"),
+    ],
+    ids=lambda args: " ".join(args),
+)
+def test_every_store_a_command_builds_has_the_cli_deadline(
+    redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """Stores made behind the CLI's back would retry for the library's 15 s."""
+    for layout in ("native", "community", "memorystore"):
+        ChatHistoryStore(client, layout=layout).append(f"s-{layout}", [human("hi")])
+    built: list[ChatHistoryStore] = []
+    real_init = ChatHistoryStore.__init__
+
+    def recording_init(store: ChatHistoryStore, *args: Any, **kwargs: Any) -> None:
+        real_init(store, *args, **kwargs)
+        built.append(store)
+
+    monkeypatch.setattr(ChatHistoryStore, "__init__", recording_init)
+    result = run(*args, "--url", redis_url)
+    assert result.exit_code == 0, result.output
+    assert built and {store.config.retry_deadline for store in built} == {CLI_RETRY_DEADLINE}

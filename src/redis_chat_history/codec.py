@@ -33,7 +33,9 @@ __all__ = [
     "decode_elements",
     "exceeds_nesting_limit",
     "encode_records",
+    "holds_record",
     "is_record",
+    "loads",
 ]
 
 #: Largest encoded message accepted by default (1 MiB).
@@ -104,9 +106,6 @@ def _has_long_digit_run(element: bytes | str) -> bool:
     return raw.translate(_DIGITS_TO_NUL).find(_LONG_DIGIT_RUN) >= 0
 
 
-_TOO_DEEP = object()
-
-
 def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     """Whether ``value`` (decoded from ``element``) nests deeper than MAX_NESTING_DEPTH.
 
@@ -133,13 +132,30 @@ def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
     return True
 
 
-def _loads(element: bytes | str) -> Any:
+def loads(element: bytes | str) -> Any:
+    """Parse one stored element (or any JSON text) as the standard library would.
+
+    orjson when it is installed; the standard library for what orjson refuses or reads
+    differently (NaN, lone surrogates, integers beyond 64 bits), so the value, and the
+    error for invalid JSON (a ValueError; UnicodeDecodeError for bytes that are not
+    UTF-8), are the same either way. Deeply nested JSON may raise RecursionError.
+    """
     if _orjson is not None and not _has_long_digit_run(element):
         try:
             return _orjson.loads(element)
         except _orjson.JSONDecodeError:
             pass  # let the standard library decide (it accepts NaN, lone surrogates)
     return json.loads(element)
+
+
+def holds_record(element: object) -> bool:
+    """Whether a stored list element (bytes or str) parses to a message record."""
+    if not isinstance(element, (bytes, str)):
+        return False
+    try:
+        return is_record(loads(element))
+    except (ValueError, RecursionError):
+        return False
 
 
 @contextmanager
@@ -172,37 +188,37 @@ def decode_elements(
     element in errors. ``convert`` turns each record into the caller's object (a LangChain
     message, say); if it raises ValueError, TypeError or KeyError the element counts as
     corrupt. With ``strict`` a corrupt element raises CorruptMessageError; otherwise it is
-    skipped with a warning.
+    skipped with a warning (given once the collector runs again: warning filters and
+    handlers are the application's code).
     """
     out: list[Any] = []
+    skipped: list[CorruptMessageError] = []
     with _collector_paused():
         for element, index in zip(elements, indices, strict=True):
             try:
-                record = _loads(element)
+                record = loads(element)
             except (ValueError, UnicodeDecodeError) as exc:
-                _corrupt(key, index, f"not valid JSON ({exc})", strict)
-                continue
+                reason = f"not valid JSON ({exc})"
             except RecursionError:
-                record = _TOO_DEEP  # reported just below
-            if record is _TOO_DEEP or exceeds_nesting_limit(element, record):
                 reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
-                _corrupt(key, index, reason, strict)
-                continue
-            if not is_record(record):
-                _corrupt(key, index, "not a {'type': str, 'data': dict} record", strict)
-                continue
-            if convert is None:
-                out.append(record)
-                continue
-            try:
-                out.append(convert(record))
-            except (ValueError, TypeError, KeyError, RecursionError) as exc:
-                _corrupt(key, index, f"not a readable message ({exc})", strict)
+            else:
+                if exceeds_nesting_limit(element, record):
+                    reason = f"nested more than {MAX_NESTING_DEPTH} levels deep"
+                elif not is_record(record):
+                    reason = "not a {'type': str, 'data': dict} record"
+                elif convert is None:
+                    out.append(record)
+                    continue
+                else:
+                    try:
+                        out.append(convert(record))
+                        continue
+                    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                        reason = f"not a readable message ({exc})"
+            error = CorruptMessageError(key, index, reason)
+            if strict:
+                raise error
+            skipped.append(error)
+    for error in skipped:
+        warnings.warn(f"{error}; skipped (strict=False)", RuntimeWarning, stacklevel=3)
     return out
-
-
-def _corrupt(key: str, index: int, reason: str, strict: bool) -> None:
-    error = CorruptMessageError(key, index, reason)
-    if strict:
-        raise error
-    warnings.warn(f"{error}; skipped (strict=False)", RuntimeWarning, stacklevel=4)

@@ -48,10 +48,12 @@ from __future__ import annotations
 import binascii
 import functools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from ._validate import check_session_id
+from .codec import holds_record
 from .errors import InvalidOptionError, InvalidSessionIdError
 
 __all__ = [
@@ -59,12 +61,20 @@ __all__ = [
     "Layout",
     "MemorystoreLayout",
     "NativeLayout",
+    "Window",
     "glob_escape",
     "hash_slot",
     "legacy_side_key",
+    "naming_layout",
     "resolve_layout",
     "same_slot_key",
 ]
+
+#: LRANGE bounds as Redis takes them: start and stop, both inclusive, negative counting
+#: from the tail (-1 is the last element).
+Window = tuple[int, int]
+_EMPTY_WINDOW: Window = (1, 0)
+_Items = TypeVar("_Items", bound=Sequence[Any])
 
 _SLOTS = 16384
 # The unit separator (U+001F) is a control character, which no valid session id contains,
@@ -149,6 +159,64 @@ class Layout:
     #: True when index 0 of the list is the newest message (LPUSH order).
     newest_first: ClassVar[bool]
 
+    # List order. A session's messages have chronological *positions* (0 = the oldest);
+    # the list stores them newest first or oldest first. These methods are the one place
+    # that turns positions into list indices and LRANGE windows and back. Windows are
+    # anchored at the oldest message (the end appends do not move), so one read while
+    # messages are being appended still returns the positions asked for.
+
+    @property
+    def push_command(self) -> str:
+        """The command that appends in this order: ``LPUSH`` (newest first) or ``RPUSH``.
+
+        Given several elements oldest first, either leaves them in chronological order."""
+        return "LPUSH" if self.newest_first else "RPUSH"
+
+    def window(self, start: int, stop: int | None = None) -> Window:
+        """The LRANGE bounds of chronological positions ``[start, stop)`` (``stop`` None:
+        to the newest). ``start`` and ``stop`` are >= 0; an empty range gives a window that
+        LRANGE answers with nothing."""
+        if stop is not None and stop <= start:
+            return _EMPTY_WINDOW  # with stop 0, "stop - 1" and "-stop" would mean the far end
+        if not self.newest_first:
+            return start, -1 if stop is None else stop - 1
+        # Chronological position i sits at list index -(i + 1).
+        return (0 if stop is None else -stop), -(start + 1)
+
+    def last_window(self, count: int) -> Window:
+        """The LRANGE bounds of the newest ``count`` (>= 1) messages, however long the list."""
+        return (0, count - 1) if self.newest_first else (-count, -1)
+
+    @staticmethod
+    def indices(window: Window, count: int) -> range:
+        """The list indices (as LINDEX counts) of the ``count`` elements LRANGE returned
+        for ``window``, in the order it returned them.
+
+        Exact for the windows :meth:`window` and :meth:`last_window` make. Bounds of mixed
+        sign (``-5, 8``) are refused: what such a window returned depends on the length.
+        """
+        start, stop = window
+        if start >= 0:
+            return range(start, start + count)
+        if stop >= 0:
+            raise ValueError(f"indices of LRANGE {start} {stop} depend on the list's length")
+        if count == stop - start + 1:
+            return range(start, start + count)  # negative, exact: the list was long enough
+        return range(count)  # Redis clamped the negative start to 0
+
+    def chronological(self, items: _Items) -> _Items:
+        """List-order ``items`` (elements, or their :meth:`indices`) oldest first."""
+        return cast("_Items", items[::-1]) if self.newest_first else items
+
+    def in_list_order(self, items: _Items) -> _Items:
+        """Chronological ``items`` in the order the list keeps them (the inverse of
+        :meth:`chronological`)."""
+        return cast("_Items", items[::-1]) if self.newest_first else items
+
+    def index_of(self, position: int, length: int) -> int:
+        """The list index (>= 0) of chronological ``position`` in a list of ``length``."""
+        return length - 1 - position if self.newest_first else position
+
     def messages_key(self, session_id: str) -> str:
         """The LIST holding the session's messages."""
         raise NotImplementedError
@@ -169,6 +237,20 @@ class Layout:
     def session_id_of(self, key: str) -> str | None:
         """The session id a message key belongs to, or None if it is not one of ours."""
         raise NotImplementedError
+
+    def is_chat_list(
+        self, key: str, first_element: object, other_layouts: Iterable[Layout] = ()
+    ) -> bool:
+        """Whether the LIST at ``key``, whose first element (LINDEX 0) is
+        ``first_element`` (None: it has none), holds a chat session of this layout: the
+        layout names the key and the element parses to a message record.
+
+        A layout that names every key (memorystore) also leaves to the others what they
+        name: the default native and community layouts and ``other_layouts`` (give the
+        ones in use, a community layout with its own key prefix say; see
+        :func:`naming_layout`).
+        """
+        return self.session_id_of(key) is not None and holds_record(first_element)
 
     def meta_key(self, session_id: str) -> str:
         """The HASH of the session's metadata (owner, title, times), in the list's slot."""
@@ -249,6 +331,13 @@ class MemorystoreLayout(Layout):
 
     def session_id_of(self, key: str) -> str | None:
         return _valid_or_none(key)
+
+    def is_chat_list(
+        self, key: str, first_element: object, other_layouts: Iterable[Layout] = ()
+    ) -> bool:
+        return naming_layout(key, other_layouts) is None and super().is_chat_list(
+            key, first_element
+        )
 
 
 def _encode_id(session_id: str) -> str:
@@ -335,6 +424,22 @@ class NativeLayout(Layout):
         if not encoded or "{" in encoded or "}" in encoded:
             return None
         return _decode_id(encoded)
+
+
+def naming_layout(key: str, layouts: Iterable[Layout] = ()) -> tuple[Layout, str] | None:
+    """The first of ``layouts``, then of the default native and community layouts, that
+    names ``key`` as a session's list, with that session's id; None if none does.
+
+    Memorystore layouts are passed over: they name every key, so a key one of the others
+    names is that other layout's session (``message_store:x`` is community's ``x``).
+    """
+    for layout in (*layouts, NativeLayout(), CommunityLayout()):
+        if isinstance(layout, MemorystoreLayout):
+            continue
+        session_id = layout.session_id_of(key)
+        if session_id is not None:
+            return layout, session_id
+    return None
 
 
 _BY_NAME: dict[str, type[Layout]] = {

@@ -23,12 +23,11 @@ from urllib.parse import quote, urlunsplit
 
 import click
 import redis
-import redis.cluster
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
-from .._clients import _build_sync, redact_url
+from .._clients import SyncClient, _build_sync, redact_url
 from ..embedded import EmbeddedRedis
 from ..layouts import Layout
 from ..store import ChatHistoryStore
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 URL_ENV_VARS = ("REDIS_CHAT_HISTORY_URL", "REDIS_URL")
 PASSWORD_ENV_VARS = ("REDIS_PASSWORD", "REDISCLI_AUTH")

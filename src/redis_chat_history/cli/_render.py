@@ -18,6 +18,7 @@ from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
 
+from ..codec import loads
 from ._output import human_bytes
 
 __all__ = ["message_text", "render_message", "role_of", "visible"]
@@ -144,8 +145,8 @@ def _content_lines(content: Any) -> list[tuple[str, bool]]:
 def _args_text(args: Any) -> str:
     if isinstance(args, str):  # legacy: arguments as a JSON string
         try:
-            args = json.loads(args)
-        except ValueError:
+            args = loads(args)
+        except (ValueError, RecursionError):
             return _shorten(args, _MAX_ARGS)
     if isinstance(args, Mapping):
         text = ", ".join(

@@ -9,31 +9,30 @@ kept ten minutes), else OBJECT IDLETIME (the last access, reads included), else 
 The memorystore layout keeps a session under its bare id, so every LIST in the database is
 a candidate. Lists another layout names (``message_store:x``, ``chat:{x}:messages``, or the
 community ``--key-prefix``) are left to that layout, and lists whose first element is not
-a message record (a job queue, ...) are skipped.
+a message record (a job queue, ...) are skipped: :meth:`Layout.is_chat_list` decides.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-import redis.cluster
 from redis.exceptions import ResponseError
 
+from .._clients import SyncClient
 from .._validate import check_session_id
-from ..codec import is_record
 from ..errors import InvalidOptionError, WrongTypeError
-from ..layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout, resolve_layout
+from ..layouts import CommunityLayout, Layout, MemorystoreLayout, naming_layout, resolve_layout
 from ..store import ChatHistoryStore
 
 __all__ = [
+    "Element",
     "SessionRef",
     "SessionStats",
+    "StoreFactory",
     "find_sessions",
     "glob_literal_prefix",
     "glob_to_regex",
@@ -42,7 +41,9 @@ __all__ = [
     "measure",
 ]
 
-SyncClient = redis.Redis | redis.cluster.RedisCluster
+#: Makes the store for a layout: the CLI's ``Cli.store``, so every store a command uses
+#: has the CLI's short retry deadline.
+StoreFactory = Callable[[Layout], ChatHistoryStore]
 #: A list element as the client returns it (bytes, or str with decode_responses).
 Element = bytes | str
 BATCH = 200
@@ -144,33 +145,15 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         raise InvalidOptionError(f"invalid glob {pattern!r}: {exc}") from None
 
 
-def _claimed_by_other(key: str, layouts: Sequence[Layout]) -> bool:
-    """Whether a list is another layout's session (listed there, or not wanted at all)."""
-    others = [layout for layout in layouts if not isinstance(layout, MemorystoreLayout)]
-    return any(
-        layout.session_id_of(key) is not None
-        for layout in (*others, NativeLayout(), CommunityLayout())
-    )
-
-
-def _decodes_as_record(element: Any) -> bool:
-    if not isinstance(element, (bytes, str)):
-        return False
-    try:
-        return is_record(json.loads(element))
-    except ValueError:
-        return False
-
-
 def find_sessions(
-    client: SyncClient,
+    stores: StoreFactory,
     layouts: Sequence[Layout],
     *,
     prefix: str = "",
     glob: str | None = None,
 ) -> list[SessionRef]:
     """Sessions in ``layouts`` whose id starts with ``prefix`` (literally) and matches
-    ``glob`` (Redis glob syntax, on the whole id), found with SCAN."""
+    ``glob`` (Redis glob syntax, on the whole id), found with SCAN by ``stores(layout)``."""
     matcher = glob_to_regex(glob) if glob is not None else None
     scan_prefix = prefix
     if glob is not None:
@@ -179,7 +162,7 @@ def find_sessions(
             scan_prefix = glob_prefix
     found: list[SessionRef] = []
     for layout in layouts:
-        store = ChatHistoryStore(client, layout=layout)
+        store = stores(layout)
         refs = []
         for session_id in store.session_ids(scan_prefix):
             if not session_id.startswith(prefix):
@@ -187,17 +170,19 @@ def find_sessions(
             if matcher is not None and not matcher.fullmatch(session_id):
                 continue
             key = layout.messages_key(session_id)
-            if isinstance(layout, MemorystoreLayout) and _claimed_by_other(key, layouts):
-                continue
+            if isinstance(layout, MemorystoreLayout) and naming_layout(key, layouts) is not None:
+                continue  # another layout's session: no need to read its first element
             refs.append(SessionRef(session_id, layout, key))
         if isinstance(layout, MemorystoreLayout):
-            refs = _only_message_lists(client, refs)
+            refs = _chat_lists(store.client, refs, layouts)
         found.extend(refs)
     return found
 
 
-def _only_message_lists(client: SyncClient, refs: list[SessionRef]) -> list[SessionRef]:
-    """Drop lists whose first element is not a message record (a queue, a cache, ...)."""
+def _chat_lists(
+    client: SyncClient, refs: list[SessionRef], layouts: Sequence[Layout]
+) -> list[SessionRef]:
+    """The lists that hold chats (not a queue, a cache, another layout's session, ...)."""
     kept: list[SessionRef] = []
     for batch in _batches(refs, BATCH):
         with client.pipeline(transaction=False) as pipe:
@@ -205,7 +190,9 @@ def _only_message_lists(client: SyncClient, refs: list[SessionRef]) -> list[Sess
                 pipe.lindex(ref.key, 0)
             firsts = pipe.execute(raise_on_error=False)
         kept.extend(
-            ref for ref, first in zip(batch, firsts, strict=True) if _decodes_as_record(first)
+            ref
+            for ref, first in zip(batch, firsts, strict=True)
+            if ref.layout.is_chat_list(ref.key, first, layouts)
         )
     return kept
 
@@ -251,7 +238,7 @@ def measure(
                 continue  # deleted since the scan
             size, size_source = _int_or_none(memory), "memory"
             if size is None:
-                size, size_source = element_bytes(client, ref.key), "elements"
+                size, size_source = element_bytes(client, ref), "elements"
             seconds = _int_or_none(ttl)
             activity: float | None = None
             source: str | None = None
@@ -275,15 +262,9 @@ def measure(
     return stats
 
 
-def element_bytes(client: SyncClient, key: str) -> int:
-    """The summed size of a list's elements (when MEMORY USAGE is not allowed)."""
-    total, start = 0, 0
-    while True:
-        chunk = client.lrange(key, start, start + CHUNK - 1)
-        total += sum(len(element) for element in chunk)
-        if len(chunk) < CHUNK:
-            return total
-        start += CHUNK
+def element_bytes(client: SyncClient, ref: SessionRef) -> int:
+    """The summed size of a session's elements (when MEMORY USAGE is not allowed)."""
+    return sum(len(element) for _position, element in iter_elements(client, ref))
 
 
 def iter_elements(client: SyncClient, ref: SessionRef) -> Iterator[tuple[int, Element]]:
@@ -291,13 +272,9 @@ def iter_elements(client: SyncClient, ref: SessionRef) -> Iterator[tuple[int, El
     chunks (so a long history is never one huge reply)."""
     length = int(client.llen(ref.key))
     for first in range(0, length, CHUNK):
-        last = min(first + CHUNK, length)  # chronological positions [first, last)
-        if ref.layout.newest_first:
-            chunk = client.lrange(ref.key, length - last, length - first - 1)[::-1]
-        else:
-            chunk = client.lrange(ref.key, first, last - 1)
-        for offset, element in enumerate(chunk):
-            yield first + offset, element
+        window = ref.layout.window(first, min(first + CHUNK, length))
+        chunk = ref.layout.chronological(client.lrange(ref.key, *window))
+        yield from enumerate(chunk, first)
 
 
 def key_type(client: SyncClient, key: str) -> str:
@@ -315,8 +292,6 @@ def locate_session(
     layouts = list(layouts)
     found: list[SessionRef] = []
     notes: list[str] = []
-    named = [layout for layout in layouts if not isinstance(layout, MemorystoreLayout)]
-    known = [*named, NativeLayout(), CommunityLayout()]
     for layout in layouts:
         key = layout.messages_key(session_id)
         kind = key_type(client, key)
@@ -326,12 +301,9 @@ def locate_session(
             notes.append(f"{key!r} ({layout.name} layout) holds a {kind}, not a list")
             continue
         ref = SessionRef(session_id, layout, key)
-        if isinstance(layout, MemorystoreLayout):
-            for other in known:
-                other_id = other.session_id_of(key)
-                if other_id is not None:
-                    ref = SessionRef(other_id, other, key)
-                    break
+        named = naming_layout(key, layouts) if isinstance(layout, MemorystoreLayout) else None
+        if named is not None:
+            ref = SessionRef(named[1], named[0], key)
         if all(existing.key != ref.key for existing in found):
             found.append(ref)
     return found, notes

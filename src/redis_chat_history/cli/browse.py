@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -14,7 +13,8 @@ from redis.exceptions import RedisError
 from rich.table import Table
 from rich.text import Text
 
-from ..codec import MAX_NESTING_DEPTH, exceeds_nesting_limit, is_record
+from .._clients import SyncClient
+from ..codec import MAX_NESTING_DEPTH, exceeds_nesting_limit, is_record, loads
 from ._app import main
 from ._connect import Cli, cli_command_options, layout_options
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
@@ -23,7 +23,6 @@ from ._sessions import (
     Element,
     SessionRef,
     SessionStats,
-    SyncClient,
     find_sessions,
     glob_to_regex,
     iter_elements,
@@ -127,7 +126,7 @@ def sessions_cmd(
     if cursor is not None:
         raise CliError("--cursor pages through --owner listings; use --offset here", EXIT_USAGE)
     chosen = layouts_from_names(layouts, key_prefix)
-    refs = find_sessions(cli.client, chosen, prefix=prefix, glob=glob)
+    refs = find_sessions(cli.store, chosen, prefix=prefix, glob=glob)
     with cli.out.progress("measuring sessions", total=len(refs)) as bar:
         stats = measure(cli.client, refs, on_batch=bar.advance)
     ordered = _sort(stats, sort)
@@ -277,16 +276,8 @@ def _window(client: SyncClient, ref: SessionRef, total: int, start: int) -> list
     """Stored elements at chronological positions ``[start, total)``, oldest first."""
     if start >= total:
         return []
-    if ref.layout.newest_first:
-        elements: list[Element] = client.lrange(ref.key, 0, total - start - 1)[::-1]
-    else:
-        elements = client.lrange(ref.key, start, total - 1)
-    return elements
-
-
-def _list_index(ref: SessionRef, total: int, position: int) -> int:
-    """The LINDEX index of a chronological position."""
-    return total - 1 - position if ref.layout.newest_first else position
+    elements: list[Element] = client.lrange(ref.key, *ref.layout.window(start, total))
+    return ref.layout.chronological(elements)
 
 
 @main.command("show")
@@ -329,7 +320,7 @@ def show_cmd(
         if record is not None:
             records.append(record)
         else:
-            index = _list_index(ref, total, position)
+            index = ref.layout.index_of(position, total)
             corrupt.append({"position": position, "index": index, "reason": reason})
     if cli.json_mode:
         document = {**header, "count": total, "first_position": start, "messages": records}
@@ -361,7 +352,7 @@ def read_record(element: Element) -> tuple[dict[str, Any] | None, str | None]:
     """The message record an element holds, or None and why it is not readable (not UTF-8
     or JSON, not a record, nested deeper than the CLI renders)."""
     try:
-        record = json.loads(element)
+        record = loads(element)
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except ValueError as exc:
@@ -399,31 +390,24 @@ class _Follower:
         self.seen: list[Element] = []  # the newest elements seen, oldest first
         self.token: Any = None
 
-    def _newest_index(self) -> int:
-        return 0 if self.ref.layout.newest_first else -1
-
     def _state(self) -> tuple[int, Element | None, Any]:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.llen(self.ref.key)
-            pipe.lindex(self.ref.key, self._newest_index())
+            pipe.lrange(self.ref.key, *self.ref.layout.last_window(1))
             pipe.zrange(self.token_key, -1, -1)
             length, newest, token = pipe.execute()
-        return int(length), newest, token
+        return int(length), (newest[0] if newest else None), token
 
     def _newest(self, count: int) -> tuple[int, list[tuple[int, Element]], Any]:
         """The list's length, its newest ``count`` elements with their positions (oldest
         first) and its newest retry token, read atomically."""
-        key = self.ref.key
+        key, layout = self.ref.key, self.ref.layout
         with self.client.pipeline(transaction=True) as pipe:
             pipe.llen(key)
-            if self.ref.layout.newest_first:
-                pipe.lrange(key, 0, count - 1)
-            else:
-                pipe.lrange(key, -count, -1)
+            pipe.lrange(key, *layout.last_window(count))
             pipe.zrange(self.token_key, -1, -1)
             length, elements, token = pipe.execute()
-        if self.ref.layout.newest_first:
-            elements = elements[::-1]
+        elements = layout.chronological(elements)
         return int(length), list(enumerate(elements, int(length) - len(elements))), token
 
     def start(self, last: int) -> list[tuple[int, Element]]:
@@ -616,7 +600,7 @@ def search_cmd(
     if session_ids:
         refs = [locate_one(cli, session_id, layouts, key_prefix) for session_id in session_ids]
     else:
-        refs = find_sessions(client, layouts_from_names(layouts, key_prefix), prefix=prefix)
+        refs = find_sessions(cli.store, layouts_from_names(layouts, key_prefix), prefix=prefix)
     needle = text if case_sensitive else text.casefold()
     matches: list[dict[str, Any]] = []
     scanned = searched = 0

@@ -21,12 +21,12 @@ import redis.connection
 from redis.exceptions import RedisError
 from rich.text import Text
 
+from .._clients import SyncClient
 from .._core import server_version
 from ..urls import split_url
 from ._app import main
 from ._connect import Cli, cli_command_options
 from ._output import human_bytes, human_duration
-from ._sessions import SyncClient
 
 __all__ = ["Finding", "ServerFacts", "assess", "doctor_cmd"]
 

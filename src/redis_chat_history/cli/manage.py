@@ -13,14 +13,14 @@ from redis.exceptions import RedisError
 from rich.table import Table
 from rich.text import Text
 
-from ..store import ChatHistoryStore
+from .._clients import SyncClient
+from ..layouts import Layout
 from ._app import main
 from ._connect import Cli, cli_command_options, layout_options
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
 from ._sessions import (
     SessionRef,
     SessionStats,
-    SyncClient,
     find_sessions,
     layouts_from_names,
     locate_session,
@@ -60,7 +60,7 @@ def delete_cmd(
         raise CliError("--prefix must not be empty (that would match every session)", EXIT_USAGE)
     client = cli.client
     chosen = layouts_from_names(layouts, key_prefix)
-    targets = _targets(client, chosen, session_ids, prefix, explicit_layout=bool(layouts))
+    targets = _targets(cli, chosen, session_ids, prefix, explicit_layout=bool(layouts))
     counts = _counts(client, targets)
     report: dict[str, Any] = {
         "server": cli.server,
@@ -101,7 +101,7 @@ def delete_cmd(
         )
     deleted = 0
     for ref in targets:
-        deleted += ChatHistoryStore(client, layout=ref.layout).delete(ref.session_id)
+        deleted += cli.store(ref.layout).delete(ref.session_id)
     report["deleted"] = deleted
     if cli.json_mode:
         cli.out.json(report)
@@ -112,18 +112,18 @@ def delete_cmd(
 
 
 def _targets(
-    client: SyncClient,
-    layouts: Sequence[Any],
+    cli: Cli,
+    layouts: Sequence[Layout],
     session_ids: Sequence[str],
     prefix: str | None,
     *,
     explicit_layout: bool,
 ) -> list[SessionRef]:
     if prefix is not None:
-        return find_sessions(client, layouts, prefix=prefix)
+        return find_sessions(cli.store, layouts, prefix=prefix)
     targets: list[SessionRef] = []
     for session_id in session_ids:
-        found, notes = locate_session(client, session_id, layouts)
+        found, notes = locate_session(cli.client, session_id, layouts)
         if notes and not found:
             raise CliError("; ".join(notes), EXIT_DATA)
         if len(found) > 1 and not explicit_layout:
@@ -208,7 +208,7 @@ def stats_cmd(
     """Sessions, messages, memory used, TTL distribution and the largest sessions."""
     client = cli.client
     chosen = layouts_from_names(layouts, key_prefix)
-    refs = find_sessions(client, chosen, prefix=prefix)
+    refs = find_sessions(cli.store, chosen, prefix=prefix)
     with cli.out.progress("measuring sessions", total=len(refs)) as bar:
         stats = measure(client, refs, on_batch=bar.advance)
     largest = sorted(stats, key=lambda s: (-(s.size or 0), s.ref.session_id))[:top]
