@@ -13,6 +13,7 @@ from redis_chat_history._plan import Plan, WrongTypeReply, translate_error
 from redis_chat_history.errors import WrongTypeError
 from redis_chat_history.layouts import (
     CommunityLayout,
+    Layout,
     MemorystoreLayout,
     NativeLayout,
     glob_escape,
@@ -117,22 +118,23 @@ def test_decoding_matches_the_standard_library() -> None:
 
 
 @pytest.mark.parametrize(
-    ("newest_first", "start", "stop", "window"),
-    [(False, 0, None, (0, -1)), (False, 2, 5, (2, 4)), (True, 0, None, (0, -1)),
-     (True, 2, 5, (-5, -3)), (True, 3, None, (0, -4))],
+    ("layout", "start", "stop", "window"),
+    [(NativeLayout(), 0, None, (0, -1)), (NativeLayout(), 2, 5, (2, 4)),
+     (CommunityLayout(), 0, None, (0, -1)), (CommunityLayout(), 2, 5, (-5, -3)),
+     (CommunityLayout(), 3, None, (0, -4))],
 )  # fmt: skip
 def test_read_windows(
-    newest_first: bool, start: int, stop: int | None, window: tuple[int, int]
+    layout: Layout, start: int, stop: int | None, window: tuple[int, int]
 ) -> None:
     """Chronological positions map to the right LRANGE bounds for either list direction."""
-    assert _core._window(newest_first, start, stop) == window
+    assert layout.window(start, stop) == window
 
 
 def test_indices_of_clamped_negative_ranges() -> None:
     """Element indices follow Redis's clamping of negative LRANGE starts."""
-    assert list(_core._indices((-3, -1), 3)) == [-3, -2, -1]
-    assert list(_core._indices((-5, -1), 2)) == [0, 1]
-    assert list(_core._indices((2, 4), 3)) == [2, 3, 4]
+    assert list(Layout.indices((-3, -1), 3)) == [-3, -2, -1]
+    assert list(Layout.indices((-5, -1), 2)) == [0, 1]
+    assert list(Layout.indices((2, 4), 3)) == [2, 3, 4]
 
 
 def test_append_plan_is_one_script_call() -> None:

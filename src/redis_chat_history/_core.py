@@ -271,7 +271,7 @@ def plan_append(
     token = idempotency_key or entropy.hex()
     head: tuple[Any, ...] = (
         token,
-        "LPUSH" if layout.newest_first else "RPUSH",
+        layout.push_command,
         settings.ttl or 0,
         settings.max_messages or 0,
         1 if entropy[0] % PRUNE_EVERY == 0 else 0,
@@ -437,27 +437,6 @@ def _persisting(plan: Plan[T]) -> Plan[T]:
     return Plan(calls, plan.parse, plan.expects, plan.same_connection_as)
 
 
-Window = tuple[int, int]  # LRANGE start and stop, both inclusive, as Redis takes them
-
-
-def _window(newest_first: bool, start: int, stop: int | None) -> Window:
-    """The LRANGE bounds holding chronological positions ``[start, stop)``."""
-    if not newest_first:
-        return start, -1 if stop is None else stop - 1
-    # Chronological position i sits at list index -(i + 1).
-    return (0 if stop is None else -stop), -(start + 1)
-
-
-def _indices(window: Window, count: int) -> range:
-    """LINDEX indices of the ``count`` elements LRANGE returned for ``window``."""
-    start, stop = window
-    if start >= 0:
-        return range(start, start + count)
-    if stop < 0 and count == stop - start + 1:
-        return range(start, start + count)  # negative, exact: the list was long enough
-    return range(count)  # Redis clamped a negative start to 0
-
-
 #: The largest ``last``, ``start`` or ``stop`` (Redis list indexes are signed 64-bit).
 MAX_POSITION = 2**63 - 1
 
@@ -479,27 +458,25 @@ def plan_read(
 ) -> Plan[list[Any]]:
     """Read chronological positions ``[start, stop)``, or only the newest ``last``."""
     check_session_id(session_id)
+    layout = settings.layout
     if last is not None:
         _check_position("last", last)
         if last == 0:
             return Plan((), lambda replies: [])
-        window = (0, last - 1) if settings.layout.newest_first else (-last, -1)
+        window = layout.last_window(last)
     else:
         _check_position("start", start)
         if stop is not None:
             _check_position("stop", stop)
         if stop is not None and stop <= start:
             return Plan((), lambda replies: [])
-        window = _window(settings.layout.newest_first, start, stop)
-    key = settings.layout.messages_key(session_id)
-    reverse = settings.layout.newest_first
+        window = layout.window(start, stop)
+    key = layout.messages_key(session_id)
     use_strict = settings.strict if strict is None else strict
 
     def parse(replies: list[Any]) -> list[Any]:
-        elements = replies[0]
-        indices: Sequence[int] = _indices(window, len(elements))
-        if reverse:
-            elements, indices = elements[::-1], indices[::-1]
+        elements = layout.chronological(replies[0])
+        indices = layout.chronological(layout.indices(window, len(replies[0])))
         return codec.decode_elements(
             elements, key=key, indices=indices, strict=use_strict, convert=convert
         )
