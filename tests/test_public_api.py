@@ -6,6 +6,8 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 import redis_chat_history
 from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore
 
@@ -18,6 +20,7 @@ EXPECTED_ALL = {
     "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients",
     "close_shared_clients", "redact_url",
     "MAX_TITLE_LENGTH", "OwnerConflictError", "ReindexReport", "SessionInfo", "SessionPage",
+    "StoreSettings",
 }  # fmt: skip
 
 
@@ -67,3 +70,18 @@ def test_importing_the_package_does_not_load_langchain() -> None:
     code = "import sys, redis_chat_history; print('langchain_core' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_stores_are_made_from_settings_through_a_public_path() -> None:
+    """with_settings takes checked settings and keeps every field; anything else is refused."""
+    from redis_chat_history import InvalidOptionError, StoreSettings
+
+    settings = StoreSettings.build(layout="community", ttl=60, max_messages=5, strict=False)
+    for cls in (ChatHistoryStore, AsyncChatHistoryStore):
+        store = cls.with_settings(settings, url="redis://127.0.0.1:1")
+        assert store.settings is settings and store.config is settings
+        plain = cls(url="redis://127.0.0.1:1", layout="community", ttl=60, max_messages=5,
+                    strict=False)  # fmt: skip
+        assert plain.settings == settings
+        with pytest.raises(InvalidOptionError, match="StoreSettings"):
+            cls.with_settings({"layout": "native"}, url="redis://127.0.0.1:1")  # type: ignore[arg-type]

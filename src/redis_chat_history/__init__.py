@@ -29,6 +29,7 @@ from .errors import (
     WrongTypeError,
 )
 from .layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
+from .settings import StoreSettings
 from .store import ChatHistoryStore
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "ReindexReport",
     "SessionInfo",
     "SessionPage",
+    "StoreSettings",
     "WrongTypeError",
     "__version__",
     "aclose_shared_clients",

@@ -36,7 +36,7 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from ._clients import async_twin, redact_url
+from ._clients import AsyncClient, SyncClient, async_twin, redact_url
 from ._validate import check_session_id
 from .async_store import AsyncChatHistoryStore
 from .codec import DEFAULT_MAX_MESSAGE_BYTES, Record
@@ -47,9 +47,6 @@ from .settings import StoreSettings
 from .store import ChatHistoryStore
 
 __all__ = ["MemorystoreChatMessageHistory", "RedisChatMessageHistory"]
-
-SyncClient = redis.Redis | redis.cluster.RedisCluster
-AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 # Types whose constructor only forwards its keyword arguments to pydantic validation
@@ -74,6 +71,14 @@ def record_to_message(record: Record) -> BaseMessage:
     data = record["data"]
     if cls is None or "content_blocks" in data:
         return messages_from_dict([record])[0]
+    return _validated_message(cls, data)
+
+
+def _validated_message(cls: type[BaseMessage], data: Any) -> BaseMessage:
+    """A new ``cls`` validated from ``data``: exactly what pydantic's ``BaseModel.__init__``
+    does, without LangChain's constructor around it. The one use of a pydantic internal
+    (``__pydantic_validator__``); tests/test_message_conversion.py pins its behaviour
+    against ``messages_from_dict`` for every class above."""
     message = cls.__new__(cls)
     cls.__pydantic_validator__.validate_python(data, self_instance=message)
     return message
