@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
-from .._clients import _build_sync, redact_url
+from .._clients import new_sync_client, redact_url
 from ..embedded import EmbeddedRedis
 from ..layouts import Layout
 from ..store import ChatHistoryStore
@@ -162,7 +162,7 @@ class Cli:
         if parsed.sentinel is None:
             self._preflight(parsed.url)
         try:
-            return _build_sync(_with_timeouts(url, self.timeout))
+            return new_sync_client(_with_timeouts(url, self.timeout))
         except AuthenticationError as exc:
             raise CliError(
                 f"{self.server}: authentication failed ({exc})", EXIT_CONNECTION
