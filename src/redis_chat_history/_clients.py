@@ -77,8 +77,8 @@ HEALTH_CHECK_INTERVAL = 30
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
-# What connections announce with CLIENT SETINFO. Given explicitly, because without it
-# redis-py reads its version from the installed package metadata for every connection.
+# What connections announce with CLIENT SETINFO, given explicitly: otherwise redis-py
+# reads its version from the installed package metadata (8.0: for every connection).
 _REDIS_PY = DriverInfo(name="redis-py", lib_version=redis.__version__)
 _DRIVER_INFO = DriverInfo(name="redis-py", lib_version=redis.__version__).add_upstream_driver(
     "redis-chat-history", __version__
@@ -601,7 +601,7 @@ def _twin_kwargs(kwargs: dict[str, Any], async_cls: type) -> dict[str, Any]:
     if "retry" in out:
         out["retry"] = _async_retry(out["retry"])
     if "driver_info" in accepted and not {"driver_info", "lib_name", "lib_version"} & set(out):
-        out["driver_info"] = _REDIS_PY  # what redis-py sends by default, looked up once
+        out["driver_info"] = _REDIS_PY  # redis-py's default, without the metadata lookup
     return out
 
 
