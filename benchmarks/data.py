@@ -77,7 +77,7 @@ def community_key(session_id: str) -> str:
     return KEY_PREFIX + session_id
 
 
-def _session_keys(session_id: str) -> tuple[str, str]:
+def session_keys(session_id: str) -> tuple[str, str]:
     """The list key, and the retry-token key our library keeps beside it."""
     return community_key(session_id), CommunityLayout(KEY_PREFIX).token_key(session_id)
 
@@ -87,7 +87,7 @@ def seed(client: redis.Redis, session_id: str, messages: Sequence[BaseMessage]) 
     key = community_key(session_id)
     elements = [encode(m) for m in messages]
     with client.pipeline(transaction=True) as pipe:
-        pipe.delete(*_session_keys(session_id))
+        pipe.delete(*session_keys(session_id))
         for start in range(0, len(elements), 1000):
             pipe.lpush(key, *elements[start : start + 1000])
         pipe.execute()
@@ -95,7 +95,7 @@ def seed(client: redis.Redis, session_id: str, messages: Sequence[BaseMessage]) 
 
 def reset(client: redis.Redis, session_id: str) -> Callable[[], None]:
     """A function that empties the session (run untimed before a sample)."""
-    keys = _session_keys(session_id)
+    keys = session_keys(session_id)
 
     def empty() -> None:
         client.delete(*keys)

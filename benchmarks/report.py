@@ -69,8 +69,11 @@ def environment(server: EmbeddedRedis, client: redis.Redis) -> dict[str, str]:
     }
 
 
-def summarise(workload: Workload, measurement: Measurement) -> dict[str, Any]:
-    """The JSON record of one workload: per-system times, paired ratios, the verdict."""
+def summarise(
+    workload: Workload, measurement: Measurement, notes: list[str] | None = None
+) -> dict[str, Any]:
+    """The JSON record of one workload: per-system times, paired ratios, the verdict and
+    any notes the workload made while it was built (e.g. connections opened)."""
     per_op = measurement.per_op
     pairs = [(name, FLOOR) for name in per_op if name != FLOOR] + [(OURS, COMMUNITY)]
     ratios = {
@@ -98,6 +101,7 @@ def summarise(workload: Workload, measurement: Measurement) -> dict[str, Any]:
         "seconds_per_op": {name: Summary.of(values).as_dict() for name, values in per_op.items()},
         "ratios": {name: summary.as_dict() for name, summary in ratios.items()},
         "samples_seconds_per_op": per_op,
+        "notes": notes or [],
     }
 
 
@@ -125,13 +129,16 @@ def results_table(results: list[dict[str, Any]]) -> str:
 
 
 def share_notes(results: list[dict[str, Any]]) -> str:
-    """Where a storage-free baseline ran: how the histories' own costs compare."""
-    return "\n".join(
+    """Where a storage-free baseline ran: how the histories' own costs compare; then the
+    notes workloads made (e.g. connections opened per operation)."""
+    lines = [
         f"- Workload {result['number']}: minus the in-memory turn (the chain's own cost), "
         f"ours takes {_ratio(result, SHARE)} of community's time."
         for result in results
         if SHARE in result["ratios"]
-    )
+    ]
+    lines += [f"- {note}" for result in results for note in result.get("notes", [])]
+    return "\n".join(lines)
 
 
 def times_table(results: list[dict[str, Any]]) -> str:

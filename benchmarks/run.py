@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress=lambda step: print(f"\r  {step}", end="", file=sys.stderr, flush=True),
             )
             _log("")
-            results.append(summarise(workload, measurement))
+            results.append(summarise(workload, measurement, notes=list(context.notes)))
+            context.notes.clear()
         floor.close()
         admin.close()
     transfer = None

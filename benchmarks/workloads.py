@@ -26,28 +26,23 @@ import itertools
 import json
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import redis.asyncio
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import BaseMessage, messages_from_dict
+from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from redis_chat_history import (
-    AsyncChatHistoryStore,
-    ChatHistoryStore,
-    RedisChatMessageHistory,
-    aclose_shared_clients,
-)
+from redis_chat_history import AsyncChatHistoryStore, ChatHistoryStore, RedisChatMessageHistory
 from redis_chat_history.langchain import record_to_message
 
-from .data import community_key, conversation, encode, reset, seed
-from .harness import AsyncClose, AsyncOp, AsyncRunner, Runner, SyncRunner
+from .data import community_key, conversation, encode, reset, seed, session_keys
+from .harness import Runner, SyncRunner
 
 with warnings.catch_warnings():
     # langchain-community 0.4 warns at import that it is being sunset.
@@ -68,6 +63,7 @@ class Context:
     url: str
     admin: redis.Redis  # seeding and resets, never timed
     floor: redis.Redis  # the floor's one shared client
+    notes: list[str] = field(default_factory=list)  # shown under the results table
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ def expect_same_writes(ctx: Context, label: str, writers: dict[str, Callable[[],
     expect_equal(label, stored)
 
 
-@workload(1, "add one message, ttl (history reused)", Target(FLOOR, 1.2))
+@workload(1, "add one message, ttl (history reused)", Target(FLOOR, 1.1))
 def add_one(ctx: Context) -> dict[str, Runner]:
     """``add_message(m)`` on a history built once, with ``ttl`` set (every chat turn).
 
@@ -290,79 +286,118 @@ def open_per_request(ctx: Context) -> dict[str, Runner]:
     return {name: SyncRunner(op) for name, op in ops.items()}
 
 
-@workload(6, "100 concurrent async sessions (gather)", Target(FLOOR, 1.3))
+SESSIONS_6, APPENDS_6 = 100, 20
+
+
+@workload(6, "100 concurrent async sessions: 20 appends + read (gather)", Target(FLOOR, 1.2))
 def concurrent_async(ctx: Context) -> dict[str, Runner]:
-    """An asyncio server reading 100 sessions at once: one operation is
-    ``asyncio.gather`` of 100 ``aget_messages()`` (10 messages each) on one event loop.
+    """An asyncio server handling 100 sessions at once. One operation is one event loop
+    (``asyncio.run``) that gathers 100 tasks; each builds its session's history from the
+    URL, calls ``aadd_messages([m])`` 20 times, then ``aget_messages()``.
 
-    floor: a ``redis.asyncio`` client, gather of LRANGE + decode. ours: native asyncio
-    (clients cached per event loop). ours (store): one shared ``AsyncChatHistoryStore``.
-    community: the base class runs the sync read in the loop's thread pool. Each sample
-    runs in its own event loop; history objects are built once per loop, untimed.
+    floor: a new ``redis.asyncio`` client (made with ``from_url``, closed at the end),
+    LPUSH of ``json.dumps(message_to_dict(m))`` per message, LRANGE + decode.
+    ours: ``RedisChatMessageHistory(sid, url=URL)`` per session (one EVALSHA of the
+    exactly-once append script per call; the URL's client is shared on the loop and
+    closed when ``asyncio.run`` ends). ours (store): one ``AsyncChatHistoryStore`` for
+    all 100. community: its class per session; the base class runs each sync call in the
+    loop's thread pool. Every session starts empty (reset untimed before each operation).
     """
-    ids = _many_sessions(ctx, "w6", 100)
+    batch = conversation(APPENDS_6, seed=6)
 
-    async def floor_setup() -> tuple[AsyncOp, AsyncClose]:
+    def session_ids(name: str) -> list[str]:
+        return [f"w6-{name}-{i:03d}" for i in range(SESSIONS_6)]
+
+    async def floor_run(ids: list[str]) -> list[list[BaseMessage]]:
         client = redis.asyncio.Redis.from_url(ctx.url)
-        keys = [community_key(session_id) for session_id in ids]
 
-        async def read(key: str) -> list[BaseMessage]:
+        async def session(session_id: str) -> list[BaseMessage]:
+            key = community_key(session_id)
+            for message in batch:
+                await client.lpush(key, encode(message))
             return floor_decode(await client.lrange(key, 0, -1))
 
-        async def op() -> list[list[BaseMessage]]:
-            return await asyncio.gather(*(read(key) for key in keys))
+        try:
+            return await asyncio.gather(*(session(session_id) for session_id in ids))
+        finally:
+            await client.aclose()
 
-        return op, client.aclose
+    async def ours_run(ids: list[str]) -> list[list[BaseMessage]]:
+        async def session(session_id: str) -> list[BaseMessage]:
+            history = RedisChatMessageHistory(session_id, url=ctx.url)
+            for message in batch:
+                await history.aadd_messages([message])
+            return await history.aget_messages()
 
-    async def ours_setup() -> tuple[AsyncOp, AsyncClose]:
-        histories = [RedisChatMessageHistory(session_id, url=ctx.url) for session_id in ids]
+        return await asyncio.gather(*(session(session_id) for session_id in ids))
 
-        async def op() -> list[list[BaseMessage]]:
-            return await asyncio.gather(*(h.aget_messages() for h in histories))
-
-        return op, aclose_shared_clients  # the URL's client for this loop
-
-    async def store_setup() -> tuple[AsyncOp, AsyncClose]:
+    async def store_run(ids: list[str]) -> list[list[BaseMessage]]:
         store = AsyncChatHistoryStore(url=ctx.url, layout="community")
 
-        async def op() -> list[list[Any]]:
-            return await asyncio.gather(
-                *(store.messages(session_id, convert=record_to_message) for session_id in ids)
-            )
+        async def session(session_id: str) -> list[BaseMessage]:
+            for message in batch:
+                await store.append(session_id, [message_to_dict(message)])
+            return await store.messages(session_id, convert=record_to_message)
 
-        return op, aclose_shared_clients
+        return await asyncio.gather(*(session(session_id) for session_id in ids))
 
-    async def community_setup() -> tuple[AsyncOp, AsyncClose]:
+    async def community_run(ids: list[str]) -> list[list[BaseMessage]]:
         histories = [CommunityHistory(session_id, url=ctx.url) for session_id in ids]
 
-        async def op() -> list[list[BaseMessage]]:
-            return await asyncio.gather(*(h.aget_messages() for h in histories))
+        async def session(history: CommunityHistory) -> list[BaseMessage]:
+            for message in batch:
+                await history.aadd_messages([message])
+            return await history.aget_messages()
 
-        async def close() -> None:
+        try:
+            return await asyncio.gather(*(session(history) for history in histories))
+        finally:
             for history in histories:
                 history.redis_client.close()
 
-        return op, close
+    runs = {FLOOR: floor_run, OURS: ours_run, STORE: store_run, COMMUNITY: community_run}
 
-    setups = {
-        FLOOR: floor_setup,
-        OURS: ours_setup,
-        STORE: store_setup,
-        COMMUNITY: community_setup,
-    }
+    def operation(name: str) -> Callable[[], Any]:
+        ids = session_ids(name)
+        return lambda: asyncio.run(runs[name](ids))
 
-    async def results(setup: Callable[[], Any]) -> Any:
-        op, close = await setup()
-        try:
-            return await op()
-        finally:
-            await close()
+    def prepare(name: str) -> Callable[[], None]:
+        keys = [key for sid in session_ids(name) for key in session_keys(sid)]
 
-    expect_equal(
-        "async gather",
-        {name: asyncio.run(results(setup)) for name, setup in setups.items()},
-    )
-    return {name: AsyncRunner(setup) for name, setup in setups.items()}
+        def empty() -> None:
+            ctx.admin.delete(*keys)
+
+        return empty
+
+    ops = {name: operation(name) for name in runs}
+    results = {}
+    for name, op in ops.items():
+        prepare(name)()
+        results[name] = op()
+    expect_equal("async sessions", results)
+    for name in (FLOOR, OURS):
+        prepare(name)()
+        connections, infos = server_work(ctx.admin, ops[name])
+        ctx.notes.append(
+            f"Workload 6, {name}: one operation opened {connections} connections and "
+            f"sent {infos} INFO commands."
+        )
+    return {name: SyncRunner(op, prepare=prepare(name), batch=1) for name, op in ops.items()}
+
+
+def server_work(admin: redis.Redis, op: Callable[[], Any]) -> tuple[int, int]:
+    """Connections opened and INFO commands received by the server while ``op`` runs
+    (from INFO stats and INFO commandstats, less the two INFO calls of the reading)."""
+
+    def totals() -> tuple[int, int]:
+        stats = admin.info("stats")
+        commands = admin.info("commandstats")
+        return stats["total_connections_received"], commands["cmdstat_info"]["calls"]
+
+    connections, infos = totals()
+    op()
+    connections_after, infos_after = totals()
+    return connections_after - connections, infos_after - infos - 2
 
 
 class FloorHistory(BaseChatMessageHistory):

@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.retry
 import redis.sentinel
+import redis.utils
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from redis_chat_history import (
     AsyncChatHistoryStore,
     ChatHistoryStore,
     MemorystoreChatMessageHistory,
     RedisChatMessageHistory,
+    __version__,
     aclose_shared_clients,
     close_shared_clients,
 )
 from redis_chat_history._clients import (
     MAX_SHARED_CLIENTS,
+    _async_retry,
     async_client_for_url,
     async_twin,
     client_for_url,
+    default_retry,
+    new_sync_client,
+    retry_parts,
 )
 from redis_chat_history.embedded import EmbeddedRedis
 from topologies import tls_server
@@ -225,3 +237,148 @@ async def test_the_async_url_client_cache_is_bounded(redis_url: str) -> None:
     await aclose_shared_clients()
     assert not [c for c in admin.client_list() if c["name"].startswith("atenant")]
     admin.close()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
+def _server_counts(admin: redis.Redis) -> Callable[[], tuple[int, int]]:
+    """A function giving the connections the server accepted and the INFO commands it ran
+    since it was made (less its own INFO calls)."""
+
+    def read() -> tuple[int, int]:
+        connections = admin.info("stats")["total_connections_received"]
+        return connections, admin.info("commandstats")["cmdstat_info"]["calls"]
+
+    connections, infos = read()
+    readings = [0]
+
+    def since() -> tuple[int, int]:
+        readings[0] += 1
+        now_connections, now_infos = read()
+        return now_connections - connections, now_infos - infos - 2 * readings[0]
+
+    return since
+
+
+async def test_concurrent_first_uses_on_one_loop_build_one_client(redis_url: str) -> None:
+    """50 tasks asking for a URL's client at once await one build: one client, one INFO
+    (the cluster probe), and its connection is the first the client uses, so 50 concurrent
+    commands open 50 connections in all."""
+    admin = redis.Redis.from_url(redis_url)
+    url = f"{redis_url}?client_name=single-flight"
+    since = _server_counts(admin)
+    clients = await asyncio.gather(*(async_client_for_url(url) for _ in range(50)))
+    assert all(client is clients[0] for client in clients)
+    assert since() == (1, 1)
+    assert await asyncio.gather(*(client.ping() for client in clients)) == [True] * 50
+    assert since() == (50, 1)
+    await aclose_shared_clients()
+    admin.close()
+
+
+def test_concurrent_first_uses_from_threads_build_one_client(redis_url: str) -> None:
+    """Threads asking for a URL's client at once wait for one build (one INFO)."""
+    admin = redis.Redis.from_url(redis_url)
+    url = f"{redis_url}?client_name=single-flight-threads"
+    since = _server_counts(admin)
+    start = threading.Barrier(8)
+    got: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(client_for_url(url))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and all(client is got[0] for client in got)
+    assert since() == (1, 1)
+    close_shared_clients()
+    admin.close()
+
+
+async def test_a_failed_build_fails_its_waiters_and_the_next_call_tries_again() -> None:
+    """While the server rejects the URL's password, every task waiting for the build gets
+    the error from one attempt (one connection); once the password is right, the next
+    call builds the client, sync and async alike."""
+    with EmbeddedRedis(extra_args=["--requirepass", PASSWORD]) as server:
+        admin = server.client(password=PASSWORD)
+        url = f"redis://:later-{PASSWORD}@127.0.0.1:{server.port}/0"
+        since = _server_counts(admin)
+        outcomes = await asyncio.gather(
+            *(async_client_for_url(url) for _ in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, AuthenticationError) for outcome in outcomes), outcomes
+        assert since()[0] == 1
+        with pytest.raises(AuthenticationError):
+            client_for_url(url)
+        admin.config_set("requirepass", f"later-{PASSWORD}")
+        client = await async_client_for_url(url)
+        assert await client.ping() is True
+        assert await async_client_for_url(url) is client
+        assert client_for_url(url).ping() is True
+        await aclose_shared_clients()
+        close_shared_clients()
+        admin.close()
+
+
+async def test_new_connections_read_no_package_metadata(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections of URL clients and of asyncio twins announce the library with versions
+    known up front: opening them reads no installed-package metadata (redis-py would, per
+    connection in 8.0, to find its own version for CLIENT SETINFO)."""
+    lookups: list[str] = []
+    real_version = importlib.metadata.version
+
+    def counted(name: str) -> str:
+        lookups.append(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", counted)
+    cached = getattr(redis.utils.get_lib_version, "cache_clear", None)
+    if cached is not None:  # redis-py 8.1+ caches the lookup per process
+        cached()
+    url = f"{redis_url}?client_name=no-metadata"
+    client = await async_client_for_url(url)
+    assert await asyncio.gather(*(client.ping() for _ in range(5))) == [True] * 5
+    sync = new_sync_client(url)
+    connections = [sync.connection_pool.get_connection() for _ in range(3)]
+    for connection in connections:
+        sync.connection_pool.release(connection)
+    plain = redis.Redis.from_url(redis_url)
+    twin = async_twin(plain)
+    assert await asyncio.gather(*(twin.ping() for _ in range(3))) == [True] * 3
+    assert lookups == []
+    ours = [c for c in plain.client_list() if c["name"] == "no-metadata"]
+    assert lookups == ["redis"]  # the control: plain's first connection looked it up
+    if _version(plain.info("server")["redis_version"]) >= (7, 2):  # CLIENT SETINFO
+        expected = f"redis-py(redis-chat-history_v{__version__})"
+        assert {(c["lib-name"], c["lib-ver"]) for c in ours} == {(expected, redis.__version__)}
+    sync.close()
+    plain.close()
+    await aclose_shared_clients()
+
+
+def test_retry_parts_reads_redis_py_retry_internals() -> None:
+    """retry_parts is the one place that reads redis-py's private Retry fields; this fails
+    when redis-py renames them. The asyncio copy of a Retry made from its parts keeps the
+    count, the error types and (a copy of) the backoff."""
+    backoff = ExponentialBackoff(cap=2, base=0.1)
+    errors = (ConnectionError, TimeoutError)
+    for retry_class in (redis.retry.Retry, redis.asyncio.retry.Retry):
+        retry = retry_class(backoff, 7, errors)
+        assert {"_backoff", "_supported_errors"} <= set(vars(retry))
+        assert retry_parts(retry) == (backoff, 7, errors, None)
+        assert retry_parts(retry_class(NoBackoff(), 0))[1] == 0
+    sync_retry = default_retry()
+    copied = _async_retry(sync_retry)
+    assert isinstance(copied, redis.asyncio.retry.Retry)
+    backoff_copy, retries, supported, _checker = retry_parts(copied)
+    assert (retries, supported) == retry_parts(sync_retry)[1:3]
+    assert type(backoff_copy) is type(retry_parts(sync_retry)[0])
+    assert backoff_copy is not retry_parts(sync_retry)[0]

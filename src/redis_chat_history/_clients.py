@@ -3,14 +3,16 @@
 ``redis.Redis.from_url`` sets no socket timeout and no retry, and LangChain builds a new
 history object per request. Clients made here from a URL get timeouts, keepalive and a
 retry policy, and are shared: one per URL per process, and for asyncio one per URL per
-event loop. A sync client passed in by the user gets an asyncio twin with the same
-connection settings, so async methods use redis.asyncio instead of a thread pool.
+event loop, each built once even when many callers ask for it at the same time. A sync
+client passed in by the user gets an asyncio twin with the same connection settings, so
+async methods use redis.asyncio instead of a thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import contextvars
 import copy
@@ -32,6 +34,7 @@ import redis.cluster
 import redis.connection
 import redis.sentinel
 from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import (
     AuthenticationError,
     ClusterError,
@@ -40,9 +43,10 @@ from redis.exceptions import (
     TimeoutError,
     TryAgainError,
 )
-from redis.retry import Retry
+from redis.retry import AbstractRetry, Retry
 
 from ._plan import RetryTimer
+from ._version import __version__
 from .urls import ParsedUrl, SentinelTarget, parse_url, warn_if_unverified
 
 T = TypeVar("T")
@@ -60,7 +64,9 @@ __all__ = [
     "close_shared_clients",
     "default_retry",
     "is_transient",
+    "new_sync_client",
     "redact_url",
+    "retry_parts",
 ]
 
 DEFAULT_SOCKET_TIMEOUT = 5.0
@@ -70,6 +76,13 @@ HEALTH_CHECK_INTERVAL = 30
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+# What connections announce with CLIENT SETINFO, given explicitly: otherwise redis-py
+# reads its version from the installed package metadata (8.0: for every connection).
+_REDIS_PY = DriverInfo(name="redis-py", lib_version=redis.__version__)
+_DRIVER_INFO = DriverInfo(name="redis-py", lib_version=redis.__version__).add_upstream_driver(
+    "redis-chat-history", __version__
+)
 
 
 # Errors after which a whole plan is sent again until the store's retry deadline.
@@ -195,6 +208,7 @@ def _url_options() -> dict[str, Any]:
         "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT,
         "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "driver_info": _DRIVER_INFO,
     }
 
 
@@ -277,9 +291,11 @@ def _sentinel_settings(target: SentinelTarget, shown: str) -> tuple[dict[str, An
         **connection, "db": target.db, "username": target.username,
         "password": target.password, "ssl": target.ssl,
     }  # fmt: skip
-    sentinels = {
-        name: value for name, value in connection.items() if name.startswith("socket_")
-    } | ({"ssl": True, **tls} if target.ssl else {})
+    sentinels = (
+        {name: value for name, value in connection.items() if name.startswith("socket_")}
+        | {"driver_info": connection["driver_info"]}
+        | ({"ssl": True, **tls} if target.ssl else {})
+    )
     if target.sentinel_password:
         sentinels["password"] = target.sentinel_password
     return master, sentinels
@@ -289,7 +305,10 @@ def _probe_is_cluster(info: dict[str, Any]) -> bool:
     return str(info.get("cluster_enabled", 0)) == "1"
 
 
-def _build_sync(url: str) -> SyncClient:
+def new_sync_client(url: str) -> SyncClient:
+    """A new client for ``url``, shared with no one (the CLI's, closed when it ends): our
+    timeouts, keepalive, retry policy and, for a TCP URL without ``cluster=``, the cluster
+    probe (one INFO, on the connection the client then keeps)."""
     parsed, shown = parse_url(url), redact_url(url)
     if parsed.sentinel is not None:
         target = parsed.sentinel
@@ -302,25 +321,42 @@ def _build_sync(url: str) -> SyncClient:
         _with_budget_reads(master_client.connection_pool)
         return master_client
     options = _direct_options(parsed, shown)
-    cluster = parsed.cluster
-    if cluster is None:
-        cluster = _detect_cluster(parsed.url, options)
-    if cluster:
+    if parsed.cluster:
         return redis.cluster.RedisCluster.from_url(parsed.url, **options)
     client = redis.Redis.from_url(parsed.url, retry=default_retry(), **options)
     _with_budget_reads(client.connection_pool)
+    if parsed.cluster is None:
+        try:
+            cluster = _probe(client, shown)
+        except BaseException:
+            client.close()
+            raise
+        if cluster:
+            client.close()
+            return redis.cluster.RedisCluster.from_url(parsed.url, **options)
     return client
 
 
-def _detect_cluster(url: str, options: dict[str, Any]) -> bool:
-    """Ask the server once whether it runs in cluster mode (INFO cluster)."""
-    with redis.Redis.from_url(url, retry=default_retry(), **options) as probe:
-        try:
-            return _probe_is_cluster(probe.info("cluster"))
-        except ResponseError as exc:  # INFO denied (ACL) or renamed: assume a plain server
-            logger.info("cannot tell if %s is a cluster (%s); assuming it is not",
-                        redact_url(url), exc)  # fmt: skip
-            return False
+def _probe(client: redis.Redis, shown: str) -> bool:
+    """Ask the server whether it runs in cluster mode (INFO cluster)."""
+    try:
+        return _probe_is_cluster(client.info("cluster"))
+    except ResponseError as exc:
+        return _not_known(shown, exc)
+
+
+async def _aprobe(client: redis.asyncio.Redis, shown: str) -> bool:
+    """The asyncio twin of :func:`_probe`."""
+    try:
+        return _probe_is_cluster(await client.info("cluster"))
+    except ResponseError as exc:
+        return _not_known(shown, exc)
+
+
+def _not_known(shown: str, exc: ResponseError) -> bool:
+    """INFO was denied (ACL) or renamed: assume a plain server."""
+    logger.info("cannot tell if %s is a cluster (%s); assuming it is not", shown, exc)
+    return False
 
 
 #: How many clients made from URLs are kept per process (the least recently used beyond
@@ -329,29 +365,44 @@ MAX_SHARED_CLIENTS = 64
 
 _sync_lock = threading.Lock()
 _sync_clients: collections.OrderedDict[str, SyncClient] = collections.OrderedDict()
+# URL -> the build in progress in some thread, which the others asking for it wait for.
+_sync_builds: dict[str, concurrent.futures.Future[SyncClient]] = {}
 
 
 def client_for_url(url: str) -> SyncClient:
     """The process-wide shared client for ``url``, made on first use.
 
     A TCP URL without ``cluster=`` is probed once with ``INFO cluster``; a sentinel URL
-    gives a client that follows the current master. At most MAX_SHARED_CLIENTS are kept.
+    gives a client that follows the current master. Threads asking at the same time wait
+    for one build (a failed build fails them all; the next call tries again). At most
+    MAX_SHARED_CLIENTS are kept.
     """
     with _sync_lock:
         client = _sync_clients.get(url)
         if client is not None:
             _sync_clients.move_to_end(url)
             return client
-    built = _build_sync(url)  # outside the lock: it may probe a slow server
+        pending = _sync_builds.get(url)
+        building = pending is None
+        if pending is None:
+            pending = _sync_builds[url] = concurrent.futures.Future()
+    if not building:
+        return pending.result()
+    try:
+        client = new_sync_client(url)  # outside the lock: it may probe a slow server
+    except BaseException as error:
+        with _sync_lock:
+            del _sync_builds[url]
+        pending.set_exception(error)
+        raise
     with _sync_lock:
-        client = _sync_clients.setdefault(url, built)
-        _sync_clients.move_to_end(url)
+        del _sync_builds[url]
+        _sync_clients[url] = client
         dropped = [
             _sync_clients.popitem(last=False)[1]
             for _ in range(len(_sync_clients) - MAX_SHARED_CLIENTS)
         ]
-    if client is not built:  # another thread made one meanwhile
-        dropped.append(built)
+    pending.set_result(client)
     for old in dropped:
         _close_idle(old)
     return client
@@ -375,6 +426,10 @@ _async_lock = threading.Lock()
 # event loop -> {url -> client}, least recently used first; entries vanish with their loop.
 _async_clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, collections.OrderedDict[str, AsyncClient]
+] = weakref.WeakKeyDictionary()
+# event loop -> {url -> the task building its client}; an entry leaves when its build ends.
+_async_builds: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, asyncio.Task[AsyncClient]]
 ] = weakref.WeakKeyDictionary()
 
 
@@ -428,21 +483,20 @@ async def _build_async(url: str) -> AsyncClient:
         async_master: redis.asyncio.Redis = manager.master_for(target.service)
         return async_master
     options = _direct_options(parsed, shown)
-    cluster = parsed.cluster
-    if cluster is None:
-        probe = redis.asyncio.Redis.from_url(
-            parsed.url, retry=_async_retry(default_retry()), **options
-        )
-        try:
-            cluster = _probe_is_cluster(await probe.info("cluster"))
-        except ResponseError as exc:
-            logger.info("cannot tell if %s is a cluster (%s); assuming it is not", shown, exc)
-            cluster = False
-        finally:
-            await probe.aclose(close_connection_pool=True)
-    if cluster:
+    if parsed.cluster:
         return redis.asyncio.cluster.RedisCluster.from_url(parsed.url, **options)
-    return redis.asyncio.Redis.from_url(parsed.url, retry=_async_retry(default_retry()), **options)
+    retry = _async_retry(default_retry())
+    client = redis.asyncio.Redis.from_url(parsed.url, retry=retry, **options)
+    if parsed.cluster is None:
+        try:
+            cluster = await _aprobe(client, shown)
+        except BaseException:
+            await client.aclose(close_connection_pool=True)
+            raise
+        if cluster:
+            await client.aclose(close_connection_pool=True)
+            return redis.asyncio.cluster.RedisCluster.from_url(parsed.url, **options)
+    return client
 
 
 def cached_async_client(url: str) -> AsyncClient | None:
@@ -455,9 +509,10 @@ def cached_async_client(url: str) -> AsyncClient | None:
 async def async_client_for_url(url: str) -> AsyncClient:
     """The shared asyncio client for ``url`` on the running event loop, made on first use.
 
-    At most MAX_SHARED_CLIENTS are kept per loop; a dropped one is closed (a call still
-    using it fails with a connection error, which the stores retry on a fresh client).
-    All are closed when the loop ends through ``asyncio.run()``."""
+    Tasks asking at the same time await one build (a failed build fails them all; the
+    next call tries again). At most MAX_SHARED_CLIENTS are kept per loop; a dropped one is
+    closed (a call still using it fails with a connection error, which the stores retry
+    on a fresh client). All are closed when the loop ends through ``asyncio.run()``."""
     loop = asyncio.get_running_loop()
     with _async_lock:
         clients = _async_clients.get(loop)
@@ -465,25 +520,61 @@ async def async_client_for_url(url: str) -> AsyncClient:
         if clients is not None and client is not None:
             clients.move_to_end(url)
             return client
+        builds = _async_builds.setdefault(loop, {})
+        build = builds.get(url)
+        if build is None:
+            build = builds[url] = loop.create_task(_build_shared(loop, url))
+            build.add_done_callback(_retrieve)
     _watch_loop()
-    built = await _build_async(url)
+    # A waiter that is cancelled leaves the build running for the others.
+    return await asyncio.shield(build)
+
+
+async def _build_shared(loop: asyncio.AbstractEventLoop, url: str) -> AsyncClient:
+    """Build the client for ``url`` on ``loop`` and keep it (the task all callers await)."""
+    try:
+        client = await _build_async(url)
+    except BaseException:
+        with _async_lock:
+            _async_builds.get(loop, {}).pop(url, None)
+        raise
     with _async_lock:
+        _async_builds.get(loop, {}).pop(url, None)
         clients = _async_clients.setdefault(loop, collections.OrderedDict())
-        client = clients.setdefault(url, built)
-        clients.move_to_end(url)
+        clients[url] = client
         dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
-    if client is not built:  # another task won the race
-        dropped.append(built)
     for old in dropped:
         await _aclose(old)
     return client
 
 
-def _async_retry(retry: Any) -> redis.asyncio.retry.Retry | None:
+def _retrieve(build: asyncio.Task[AsyncClient]) -> None:
+    """Mark a failed build's error as seen, so asyncio does not log it as never retrieved
+    when every caller waiting for it was cancelled."""
+    if not build.cancelled():
+        build.exception()
+
+
+def retry_parts(
+    retry: AbstractRetry[Exception],
+) -> tuple[AbstractBackoff, int, tuple[type[Exception], ...], Callable[[Exception], bool] | None]:
+    """A redis-py Retry's backoff, retry count, retried error types and extra checker.
+
+    redis-py has getters for the count and (from 8.1) the checker only; the backoff and
+    the error types are its private ``_backoff`` and ``_supported_errors``, read here and
+    nowhere else (test_clients.py fails if redis-py renames them)."""
+    checker = getattr(retry, "is_retryable", None)
+    return retry._backoff, retry.get_retries(), tuple(retry._supported_errors), checker
+
+
+def _async_retry(retry: AbstractRetry[Exception] | None) -> redis.asyncio.retry.Retry | None:
+    """The asyncio Retry doing what the sync ``retry`` does."""
     if retry is None:
         return None
+    backoff, retries, errors, checker = retry_parts(retry)
     twin = _AsyncRetry if isinstance(retry, _Retry) else redis.asyncio.retry.Retry
-    return twin(copy.deepcopy(retry._backoff), retry._retries, retry._supported_errors)
+    extra = {} if checker is None else {"is_retryable": checker}
+    return twin(copy.deepcopy(backoff), retries, errors, **extra)
 
 
 _CONNECTION_TWINS: dict[type, type] = {
@@ -509,6 +600,8 @@ def _twin_kwargs(kwargs: dict[str, Any], async_cls: type) -> dict[str, Any]:
     out = {name: value for name, value in kwargs.items() if name in accepted}
     if "retry" in out:
         out["retry"] = _async_retry(out["retry"])
+    if "driver_info" in accepted and not {"driver_info", "lib_name", "lib_version"} & set(out):
+        out["driver_info"] = _REDIS_PY  # redis-py's default, without the metadata lookup
     return out
 
 

@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
-from .._clients import SyncClient, _build_sync, redact_url
+from .._clients import SyncClient, new_sync_client, redact_url
 from ..embedded import EmbeddedRedis
 from ..layouts import Layout
 from ..store import ChatHistoryStore
@@ -160,7 +160,7 @@ class Cli:
         if parsed.sentinel is None:
             self._preflight(parsed.url)
         try:
-            return _build_sync(_with_timeouts(url, self.timeout))
+            return new_sync_client(_with_timeouts(url, self.timeout))
         except AuthenticationError as exc:
             raise CliError(
                 f"{self.server}: authentication failed ({exc})", EXIT_CONNECTION
