@@ -382,3 +382,32 @@ def test_retry_parts_reads_redis_py_retry_internals() -> None:
     assert (retries, supported) == retry_parts(sync_retry)[1:3]
     assert type(backoff_copy) is type(retry_parts(sync_retry)[0])
     assert backoff_copy is not retry_parts(sync_retry)[0]
+
+
+async def test_async_store_client_before_the_first_operation(redis_url: str) -> None:
+    """An asyncio store's ``client`` works before any operation made it: it is the URL's
+    shared client on this loop, which the operations then use (no second client)."""
+    store = AsyncChatHistoryStore(url=f"{redis_url}?client_name=client-first")
+    client = store.client
+    assert await client.ping()
+    await store.append("s", [{"type": "human", "data": {"content": "hi"}}])
+    assert store.client is client
+    assert await async_client_for_url(f"{redis_url}?client_name=client-first") is client
+    await aclose_shared_clients()
+
+
+def test_later_event_loops_do_not_probe_the_url_again(redis_url: str) -> None:
+    """Whether a URL names a cluster is asked once per process: an asyncio.run() per
+    request makes its client without another INFO."""
+    admin = redis.Redis.from_url(redis_url)
+    url = f"{redis_url}?client_name=probe-once"
+
+    async def request() -> None:
+        await AsyncChatHistoryStore(url=url).count("s")
+
+    asyncio.run(request())
+    since = _server_counts(admin)
+    for _ in range(3):
+        asyncio.run(request())
+    assert since()[1] == 0  # no INFO in the three later loops
+    admin.close()

@@ -11,7 +11,7 @@ the two small io modules, whose functions have the same names.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from redis.exceptions import (
@@ -96,27 +96,28 @@ class AsyncDriver(StoreBase[_io.Client]):
                 await keys.aclose()  # type: ignore[attr-defined]
 
     async def _run(self, plan: Plan[T], timer: RetryTimer) -> T:
-        """Send the plan, again after transient errors until the deadline."""
-        return await self._retrying(lambda: self._run_once(plan), timer)
-
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]], timer: RetryTimer) -> T:
-        """``attempt()``, made again after transient errors with backoff until the timer's
-        deadline; once one has failed, an attempt is cut off at the deadline."""
+        """Send the plan, again after transient errors with backoff until the timer's
+        deadline; once an attempt has failed, the next is cut off at the deadline."""
         while True:
             try:
                 if not timer.failed:
-                    return await attempt()
-                return await _io.cut_off(attempt(), timer.left())
+                    return await self._run_once(plan)
+                return await _io.cut_off(self._run_once(plan), timer.left())
             except (RedisError, RedisClusterException) as error:
-                if not _retryable(error):
-                    raise
-                if isinstance(error, SlotNotCoveredError):
-                    self._stale_slots = True
-                timer.failed = True
-                delay = timer.next_delay()
-                if delay is None:
-                    raise
-                await _io.sleep(delay)
+                await self._before_retry(error, timer)
+
+    async def _before_retry(self, error: Exception, timer: RetryTimer) -> None:
+        """Wait before trying again after ``error``, or raise it: when it is not transient,
+        or the deadline has passed."""
+        if not _retryable(error):
+            raise error
+        if isinstance(error, SlotNotCoveredError):
+            self._stale_slots = True
+        timer.failed = True
+        delay = timer.next_delay()
+        if delay is None:
+            raise error
+        await _io.sleep(delay)
 
     async def _best_effort(self, step: BestEffort, timer: RetryTimer) -> Any:
         """Run a plan whose failure must not fail the operation; log it and return None."""
@@ -132,10 +133,14 @@ class AsyncDriver(StoreBase[_io.Client]):
             return None
 
     async def _connection(self) -> _io.Client:
-        return await _io.connect(self._client, self._url)
+        if self._client is not None:
+            return self._client
+        return await _io.shared_client(self._url or "")
 
     async def _run_once(self, plan: Plan[T]) -> T:
-        client = await self._connection()
+        client = self._client
+        if client is None:  # inline: this is every operation's path
+            client = await _io.shared_client(self._url or "")
         try:
             if plan.same_connection_as is not None and isinstance(client, _io.ClusterClient):
                 replies = await self._send_to_slot_owner(client, plan, plan.same_connection_as)
@@ -168,7 +173,12 @@ class AsyncDriver(StoreBase[_io.Client]):
         return batch
 
     async def _info(self, step: Info, timer: RetryTimer) -> Any:
-        return await self._retrying(lambda: self._info_once(step.section), timer)
+        """An INFO section, asked again after transient errors until the deadline."""
+        while True:
+            try:
+                return await self._info_once(step.section)
+            except (RedisError, RedisClusterException) as error:
+                await self._before_retry(error, timer)
 
     async def _info_once(self, section: str) -> Any:
         """An INFO section of the server (of a cluster's default node); None if refused."""

@@ -14,20 +14,20 @@ import redis.asyncio.cluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.exceptions import NoScriptError, TimeoutError
 
-from ._clients import AsyncClient, async_client_for_url, cached_async_client
+from ._clients import AsyncClient, async_client_for_url, async_client_now
 from ._plan import Call
 from ._sync_io import options
 
 __all__ = [
     "Client",
     "ClusterClient",
-    "connect",
     "current_client",
     "cut_off",
     "options",
     "ready",
     "send_on_node",
     "send_pipeline",
+    "shared_client",
     "sleep",
 ]
 
@@ -37,22 +37,15 @@ ClusterClient = redis.asyncio.cluster.RedisCluster
 sleep = asyncio.sleep
 
 
-async def connect(given: Client | None, url: str | None) -> Client:
-    """The client to use: the one given, or the shared one for the URL on this loop."""
-    if given is not None:
-        return given
-    return await async_client_for_url(url or "")
+async def shared_client(url: str) -> Client:
+    """The shared client for the URL on this event loop (made by the first use)."""
+    return await async_client_for_url(url)
 
 
 def current_client(given: Client | None, url: str | None) -> Client:
-    """The client in use without waiting: the one given, or the URL's client on this loop
-    (RuntimeError before the first operation made it; see AsyncChatHistoryStore.client)."""
-    if given is not None:
-        return given
-    client = cached_async_client(url or "")
-    if client is None:
-        raise RuntimeError("the URL's client is made by the first operation on this loop")
-    return client
+    """The client in use: the one given, or the URL's shared client on the running loop
+    (made now if no operation has made it yet; see _clients.async_client_now)."""
+    return given if given is not None else async_client_now(url or "")
 
 
 async def ready(client: ClusterClient) -> None:

@@ -20,8 +20,8 @@ import inspect
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import redis
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "async_client_for_url",
+    "async_client_now",
     "aclose_shared_clients",
     "async_twin",
     "cached_async_client",
@@ -102,15 +103,22 @@ _budget: contextvars.ContextVar[RetryTimer | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def call_budget(timer: RetryTimer) -> Iterator[RetryTimer]:
+class call_budget:  # noqa: N801 - used as a function: ``with call_budget(timer) as timer:``
     """Bound redis-py's own retries and waits inside the store call by ``timer``'s deadline:
-    they stop there, and once an attempt has failed (``timer.failed``) no wait runs past it."""
-    token = _budget.set(timer)
-    try:
-        yield timer
-    finally:
-        _budget.reset(token)
+    they stop there, and once an attempt has failed (``timer.failed``) no wait runs past it.
+    (A class rather than a generator: it wraps every operation, and this is cheaper.)"""
+
+    __slots__ = ("_timer", "_token")
+
+    def __init__(self, timer: RetryTimer) -> None:
+        self._timer = timer
+
+    def __enter__(self) -> RetryTimer:
+        self._token = _budget.set(self._timer)
+        return self._timer
+
+    def __exit__(self, *exc_info: object) -> None:
+        _budget.reset(self._token)
 
 
 def _retryable(error: Exception, also: Callable[[Exception], bool] | None) -> bool:
@@ -470,8 +478,8 @@ async def _aclose(client: Any) -> None:
         await sentinel.aclose()
 
 
-async def _build_async(url: str) -> AsyncClient:
-    parsed, shown = parse_url(url), redact_url(url)
+def _make_async(parsed: ParsedUrl, shown: str, cluster: bool) -> AsyncClient:
+    """An asyncio client for a parsed URL (no I/O: connections open on first use)."""
     if parsed.sentinel is not None:
         target = parsed.sentinel
         master, sentinels = _sentinel_settings(target, shown)
@@ -483,20 +491,75 @@ async def _build_async(url: str) -> AsyncClient:
         async_master: redis.asyncio.Redis = manager.master_for(target.service)
         return async_master
     options = _direct_options(parsed, shown)
-    if parsed.cluster:
+    if cluster:
         return redis.asyncio.cluster.RedisCluster.from_url(parsed.url, **options)
-    retry = _async_retry(default_retry())
-    client = redis.asyncio.Redis.from_url(parsed.url, retry=retry, **options)
-    if parsed.cluster is None:
-        try:
-            cluster = await _aprobe(client, shown)
-        except BaseException:
-            await client.aclose(close_connection_pool=True)
-            raise
-        if cluster:
-            await client.aclose(close_connection_pool=True)
-            return redis.asyncio.cluster.RedisCluster.from_url(parsed.url, **options)
+    return redis.asyncio.Redis.from_url(parsed.url, retry=_async_retry(default_retry()), **options)
+
+
+def _known_cluster(url: str, parsed: ParsedUrl) -> bool | None:
+    """Whether the URL names a cluster, if known without asking the server."""
+    if parsed.sentinel is not None:
+        return False
+    return parsed.cluster if parsed.cluster is not None else _cluster_urls.get(url)
+
+
+async def _build_async(url: str) -> AsyncClient:
+    parsed, shown = parse_url(url), redact_url(url)
+    cluster = _known_cluster(url, parsed)
+    if cluster is not None:
+        return _make_async(parsed, shown, cluster)
+    client = _make_async(parsed, shown, False)
+    try:
+        cluster = await _aprobe(cast("redis.asyncio.Redis", client), shown)
+    except BaseException:
+        await _aclose(client)
+        raise
+    _remember_cluster(url, cluster)
+    if cluster:
+        await _aclose(client)
+        return _make_async(parsed, shown, True)
     return client
+
+
+# Whether each URL without cluster= named a cluster, once probed: later event loops (an
+# asyncio.run() per request, say) make their client without asking again.
+_cluster_urls: dict[str, bool] = {}
+
+
+def _remember_cluster(url: str, cluster: bool) -> None:
+    if len(_cluster_urls) >= 1024:
+        _cluster_urls.clear()
+    _cluster_urls[url] = cluster
+
+
+def async_client_now(url: str) -> AsyncClient:
+    """The shared asyncio client for ``url`` on the running loop, made now if there is
+    none yet, without awaiting: whether an unprobed TCP URL names a cluster is then
+    learned with a blocking INFO (once per process, through the sync client)."""
+    loop = asyncio.get_running_loop()
+    cached = cached_async_client(url)
+    if cached is not None:
+        return cached
+    parsed = parse_url(url)
+    cluster = _known_cluster(url, parsed)
+    if cluster is None:
+        cluster = isinstance(client_for_url(url), redis.cluster.RedisCluster)
+        _remember_cluster(url, cluster)
+    _watch_loop()
+    built = _make_async(parsed, redact_url(url), cluster)
+    with _async_lock:
+        clients = _async_clients.setdefault(loop, collections.OrderedDict())
+        client = clients.setdefault(url, built)
+        dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
+    for old in dropped:  # closed in the background: this function cannot await
+        closing = loop.create_task(_aclose(old))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+    return client
+
+
+# Closes of dropped clients still running (asyncio keeps only weak references to tasks).
+_closing: set[asyncio.Task[None]] = set()
 
 
 def cached_async_client(url: str) -> AsyncClient | None:

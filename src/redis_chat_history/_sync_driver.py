@@ -12,7 +12,7 @@ the two small io modules, whose functions have the same names.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from redis.exceptions import (
@@ -97,27 +97,28 @@ class SyncDriver(StoreBase[_io.Client]):
                 keys.close()  # type: ignore[attr-defined]
 
     def _run(self, plan: Plan[T], timer: RetryTimer) -> T:
-        """Send the plan, again after transient errors until the deadline."""
-        return self._retrying(lambda: self._run_once(plan), timer)
-
-    def _retrying(self, attempt: Callable[[], T], timer: RetryTimer) -> T:
-        """``attempt()``, made again after transient errors with backoff until the timer's
-        deadline; once one has failed, an attempt is cut off at the deadline."""
+        """Send the plan, again after transient errors with backoff until the timer's
+        deadline; once an attempt has failed, the next is cut off at the deadline."""
         while True:
             try:
                 if not timer.failed:
-                    return attempt()
-                return _io.cut_off(attempt(), timer.left())
+                    return self._run_once(plan)
+                return _io.cut_off(self._run_once(plan), timer.left())
             except (RedisError, RedisClusterException) as error:
-                if not _retryable(error):
-                    raise
-                if isinstance(error, SlotNotCoveredError):
-                    self._stale_slots = True
-                timer.failed = True
-                delay = timer.next_delay()
-                if delay is None:
-                    raise
-                _io.sleep(delay)
+                self._before_retry(error, timer)
+
+    def _before_retry(self, error: Exception, timer: RetryTimer) -> None:
+        """Wait before trying again after ``error``, or raise it: when it is not transient,
+        or the deadline has passed."""
+        if not _retryable(error):
+            raise error
+        if isinstance(error, SlotNotCoveredError):
+            self._stale_slots = True
+        timer.failed = True
+        delay = timer.next_delay()
+        if delay is None:
+            raise error
+        _io.sleep(delay)
 
     def _best_effort(self, step: BestEffort, timer: RetryTimer) -> Any:
         """Run a plan whose failure must not fail the operation; log it and return None."""
@@ -133,10 +134,14 @@ class SyncDriver(StoreBase[_io.Client]):
             return None
 
     def _connection(self) -> _io.Client:
-        return _io.connect(self._client, self._url)
+        if self._client is not None:
+            return self._client
+        return _io.shared_client(self._url or "")
 
     def _run_once(self, plan: Plan[T]) -> T:
-        client = self._connection()
+        client = self._client
+        if client is None:  # inline: this is every operation's path
+            client = _io.shared_client(self._url or "")
         try:
             if plan.same_connection_as is not None and isinstance(client, _io.ClusterClient):
                 replies = self._send_to_slot_owner(client, plan, plan.same_connection_as)
@@ -169,7 +174,12 @@ class SyncDriver(StoreBase[_io.Client]):
         return batch
 
     def _info(self, step: Info, timer: RetryTimer) -> Any:
-        return self._retrying(lambda: self._info_once(step.section), timer)
+        """An INFO section, asked again after transient errors until the deadline."""
+        while True:
+            try:
+                return self._info_once(step.section)
+            except (RedisError, RedisClusterException) as error:
+                self._before_retry(error, timer)
 
     def _info_once(self, section: str) -> Any:
         """An INFO section of the server (of a cluster's default node); None if refused."""

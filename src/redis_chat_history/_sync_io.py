@@ -21,13 +21,13 @@ from ._plan import Call
 __all__ = [
     "Client",
     "ClusterClient",
-    "connect",
     "current_client",
     "cut_off",
     "options",
     "ready",
     "send_on_node",
     "send_pipeline",
+    "shared_client",
     "sleep",
 ]
 
@@ -46,17 +46,15 @@ def options(call: Call) -> dict[str, Any]:
     return _RAW if call.raw else _DEFAULT
 
 
-def connect(given: Client | None, url: str | None) -> Client:
-    """The client to use: the one given, or the process's shared one for the URL."""
-    if given is not None:
-        return given
-    return client_for_url(url or "")
+def shared_client(url: str) -> Client:
+    """The process's shared client for the URL (made by the first use)."""
+    return client_for_url(url)
 
 
 def current_client(given: Client | None, url: str | None) -> Client:
     """The client in use: the one given, or the shared one for the URL (made on first
     use, which probes a TCP URL once for cluster mode)."""
-    return connect(given, url)
+    return given if given is not None else client_for_url(url or "")
 
 
 def ready(client: ClusterClient) -> None:
