@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any
 
 from .. import codec
@@ -27,6 +28,12 @@ from .._validate import (
 from ..codec import MAX_NESTING_DEPTH, exceeds_nesting_limit
 from ..errors import ChatHistoryError, InvalidOptionError, InvalidSessionIdError
 from ..layouts import CommunityLayout, Layout, MemorystoreLayout, NativeLayout
+
+_orjson: ModuleType | None
+try:  # as in codec: optional
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised when the extra is absent
+    _orjson = None
 
 FORMAT = "redis-chat-history"
 FORMAT_VERSION = 1
@@ -300,9 +307,21 @@ def _element_of(obj: dict[str, Any], validate: bool) -> bytes:
     return element
 
 
+def _load_line(line: bytes | str) -> Any:
+    """A line as JSON: orjson straight away when installed (a line's only numbers are
+    counts, so codec.loads' look for integers beyond 64 bits, a scan of the whole line,
+    is not needed), else, and for what orjson refuses, :func:`codec.loads`."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(line)
+        except _orjson.JSONDecodeError:
+            pass
+    return codec.loads(line)
+
+
 def _parse(line: bytes | str) -> dict[str, Any]:
     try:
-        obj = codec.loads(line)
+        obj = _load_line(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _LineError(f"not valid JSON ({exc})") from None
     except RecursionError:
