@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from .._core import PUSH_CHUNK, SessionListing
 from .._plan import Call, Flow, Plan, Script, WrongTypeReply, text
@@ -51,8 +51,6 @@ __all__ = [
     "restore_meta",
     "source_state",
 ]
-
-T = TypeVar("T")
 
 #: Re-comparisons allowed per session when the target changes under an import.
 MAX_RESYNCS = 3
