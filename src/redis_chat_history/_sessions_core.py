@@ -28,7 +28,7 @@ drive, so each operation is written once for both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -45,6 +45,7 @@ __all__ = [
     "ReindexReport",
     "SessionInfo",
     "SessionPage",
+    "Unchanged",
     "check_owner",
     "check_title",
     "create_flow",
@@ -247,8 +248,10 @@ return 1
 )
 
 # KEYS: list, tokens, meta, [tokens and meta under their 0.1.0 names] (one slot). ARGV:
-# the session id. Reply: {keys removed of list and meta, owner or nil}, or, touching
-# nothing, {'WRONGTYPE', key number, type} when a key holds another type.
+# the session id, [the list's length, first and last element: delete only if the list is
+# still so (see Unchanged)]. Reply: {keys removed of list and meta, owner or nil} ({0} when
+# the list changed), or, touching nothing, {'WRONGTYPE', key number, type} when a key
+# holds another type.
 DELETE_SCRIPT = Script(
     ADOPT_META_LUA
     + """
@@ -257,6 +260,14 @@ for n = 1, 3 do
   local found = redis.call('TYPE', KEYS[n])['ok']
   if found ~= 'none' and found ~= expected[n] then
     return {'WRONGTYPE', n, found}
+  end
+end
+if ARGV[2] then
+  local length = tonumber(ARGV[2])
+  if redis.call('LLEN', KEYS[1]) ~= length or (length > 0 and (
+      redis.call('LINDEX', KEYS[1], 0) ~= ARGV[3]
+      or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[4])) then
+    return {0}
   end
 end
 if KEYS[5] and redis.call('EXISTS', KEYS[3]) == 0 then
@@ -524,13 +535,33 @@ def create_flow(
     return info
 
 
-def delete_flow(config: StoreSettings, session_ids: Sequence[str]) -> Flow[int]:
+@dataclass(frozen=True)
+class Unchanged:
+    """A session list as it was read: deleted only if it still has this length and
+    these elements at list index 0 and -1 (a move deletes only what it copied)."""
+
+    length: int
+    head: bytes
+    tail: bytes
+
+
+def delete_flow(
+    config: StoreSettings,
+    session_ids: Sequence[str],
+    *,
+    unless_changed: Mapping[str, Unchanged] | None = None,
+    keep_indexed_in: str | None = None,
+) -> Flow[int]:
     """Delete whole sessions (list, retry tokens, metadata: one script each, pipelined),
     then their owner index entries; return how many sessions existed.
 
     Each session goes whole or not at all: one with a key of another type is left
-    untouched and reported (WrongTypeError, after the others are deleted)."""
+    untouched and reported (WrongTypeError, after the others are deleted). A session in
+    ``unless_changed`` is deleted only if its list is still as given (else it counts as
+    not deleted). ``keep_indexed_in``: an owner index key whose entries stay (another
+    layout on the same server indexes the sessions there too)."""
     layout = config.layout
+    guards = unless_changed or {}
     calls = []
     for session_id in session_ids:
         check_session_id(session_id)
@@ -543,7 +574,11 @@ def delete_flow(config: StoreSettings, session_ids: Sequence[str]) -> Flow[int]:
         legacy_meta = layout.legacy_meta_key(session_id)
         if legacy_tokens is not None and legacy_meta is not None:
             keys += (legacy_tokens, legacy_meta)
-        calls.append(Call((session_id,), DELETE_SCRIPT, keys))
+        guard = guards.get(session_id)
+        args: tuple[Any, ...] = (session_id,)
+        if guard is not None:
+            args += (guard.length, guard.head, guard.tail)
+        calls.append(Call(args, DELETE_SCRIPT, keys))
     if not calls:
         return 0
     replies: list[Any] = yield Plan(tuple(calls), lambda replies: replies)
@@ -555,9 +590,9 @@ def delete_flow(config: StoreSettings, session_ids: Sequence[str]) -> Flow[int]:
         if wrong is not None:
             refused = refused or wrong
             continue
-        removed, owner = reply
+        removed, owner = (*reply, None)[:2]
         deleted += int(removed) > 0
-        if owner is not None:
+        if owner is not None and layout.owner_index_key(text(owner)) != keep_indexed_in:
             by_owner.setdefault(text(owner), []).append(session_id)
     if by_owner:
         removals = tuple(
