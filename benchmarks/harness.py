@@ -1,7 +1,7 @@
 """How a sample is taken and how systems are interleaved.
 
 A *runner* times ``n`` operations of one system and returns the elapsed seconds, doing
-any preparation (resetting a session, building objects, starting an event loop) outside
+any preparation (resetting a session, building objects) outside
 the timed region. :func:`measure` sizes ``n`` per system so one sample lasts at least
 ``min_sample`` seconds, then runs every system once per repetition in an order rotated
 by one each repetition, and records seconds per operation.
@@ -9,16 +9,12 @@ by one each repetition, and records seconds per operation.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-AsyncOp = Callable[[], Awaitable[Any]]
-AsyncClose = Callable[[], Awaitable[None]]
 
 
 class Runner(Protocol):
@@ -50,37 +46,6 @@ class SyncRunner:
             elapsed += time.perf_counter() - start
             done += size
         return elapsed
-
-
-@dataclass
-class AsyncRunner:
-    """Runs a sample inside a fresh event loop that lives for that one sample.
-
-    ``setup`` is awaited inside the loop and returns the operation and a cleanup
-    coroutine; one untimed operation warms connections and per-loop caches first.
-    """
-
-    setup: Callable[[], Awaitable[tuple[AsyncOp, AsyncClose]]]
-
-    def sample(self, n: int) -> float:
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(self._timed(n))
-        finally:
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    async def _timed(self, n: int) -> float:
-        op, close = await self.setup()
-        try:
-            await op()
-            gc.collect()
-            start = time.perf_counter()
-            for _ in range(n):
-                await op()
-            return time.perf_counter() - start
-        finally:
-            await close()
 
 
 def calibrate(runner: Runner, min_sample: float) -> int:

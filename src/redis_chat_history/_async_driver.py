@@ -36,6 +36,7 @@ from ._plan import (
     Call,
     Flow,
     Info,
+    OnTarget,
     Plan,
     RetryTimer,
     Scan,
@@ -60,30 +61,54 @@ def _retryable(error: Exception) -> bool:
 class AsyncDriver(StoreBase[_io.Client]):
     """Drives core flows over the store's client (see the module docstring)."""
 
-    async def _drive(self, flow: Flow[T]) -> T:
-        """Run one operation: answer each step its flow yields, until it returns. One
-        retry deadline covers the whole operation."""
+    async def _drive(
+        self,
+        flow: Flow[T],
+        target: AsyncDriver | None = None,
+        *,
+        deadline_per_step: bool = False,
+    ) -> T:
+        """Run one operation: answer each step its flow yields, until it returns. A step
+        that fails has its error raised inside the flow, which may handle it. One retry
+        deadline covers the whole operation, or each step with ``deadline_per_step`` (a
+        transfer runs for minutes). OnTarget steps are answered by ``target``."""
         scans: Scans = {}
         reply: Any = None
+        error: Exception | None = None
+        timer = RetryTimer(self.config.retry_deadline)
         try:
-            with call_budget(RetryTimer(self.config.retry_deadline)) as timer:
-                while True:
-                    try:
-                        step = flow.send(reply)
-                    except StopIteration as done:
-                        result: T = done.value
-                        return result
-                    if isinstance(step, Plan):
-                        reply = await self._run(step, timer)
-                    elif isinstance(step, BestEffort):
-                        reply = await self._best_effort(step, timer)
-                    elif isinstance(step, Scan):
-                        reply = await self._scan(step, scans)
-                    else:
-                        reply = await self._info(step, timer)
+            while True:
+                try:
+                    step = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration as done:
+                    result: T = done.value
+                    return result
+                driver = self
+                if isinstance(step, OnTarget):
+                    driver, step = target or self, step.step
+                if deadline_per_step:
+                    timer = RetryTimer(driver.config.retry_deadline)
+                try:
+                    with call_budget(timer):
+                        if isinstance(step, Plan):  # the common step, answered inline
+                            reply = await driver._run(step, timer)
+                        else:
+                            reply = await driver._answer(step, timer, scans)
+                    error = None
+                except Exception as exc:  # raised inside the flow
+                    reply, error = None, exc
         finally:
+            flow.close()
             for keys in scans.values():
                 await keys.aclose()  # type: ignore[attr-defined]
+
+    async def _answer(self, step: BestEffort | Scan | Info, timer: RetryTimer, scans: Scans) -> Any:
+        """The result of a step other than a plan."""
+        if isinstance(step, BestEffort):
+            return await self._best_effort(step, timer)
+        if isinstance(step, Scan):
+            return await self._scan(step, scans)
+        return await self._info(step, timer)
 
     async def _scan_batches(self, scan: Scan) -> AsyncIterator[list[str]]:
         """The batches of keys a scan finds, for listings that hand them on as they come."""

@@ -329,16 +329,18 @@ def new_sync_client(url: str) -> SyncClient:
         _with_budget_reads(master_client.connection_pool)
         return master_client
     options = _direct_options(parsed, shown)
-    if parsed.cluster:
+    cluster = _known_cluster(url, parsed)
+    if cluster:
         return redis.cluster.RedisCluster.from_url(parsed.url, **options)
     client = redis.Redis.from_url(parsed.url, retry=default_retry(), **options)
     _with_budget_reads(client.connection_pool)
-    if parsed.cluster is None:
+    if cluster is None:
         try:
             cluster = _probe(client, shown)
         except BaseException:
             client.close()
             raise
+        _remember_cluster(url, cluster)
         if cluster:
             client.close()
             return redis.cluster.RedisCluster.from_url(parsed.url, **options)
@@ -546,11 +548,7 @@ def async_client_now(url: str) -> AsyncClient:
         cluster = isinstance(client_for_url(url), redis.cluster.RedisCluster)
         _remember_cluster(url, cluster)
     _watch_loop()
-    built = _make_async(parsed, redact_url(url), cluster)
-    with _async_lock:
-        clients = _async_clients.setdefault(loop, collections.OrderedDict())
-        client = clients.setdefault(url, built)
-        dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
+    client, dropped = _keep(loop, url, _make_async(parsed, redact_url(url), cluster))
     for old in dropped:  # closed in the background: this function cannot await
         closing = loop.create_task(_aclose(old))
         _closing.add(closing)
@@ -596,19 +594,28 @@ async def async_client_for_url(url: str) -> AsyncClient:
 async def _build_shared(loop: asyncio.AbstractEventLoop, url: str) -> AsyncClient:
     """Build the client for ``url`` on ``loop`` and keep it (the task all callers await)."""
     try:
-        client = await _build_async(url)
-    except BaseException:
+        built = await _build_async(url)
+    finally:  # nothing awaits between this and _keep: no caller sees neither
         with _async_lock:
             _async_builds.get(loop, {}).pop(url, None)
-        raise
-    with _async_lock:
-        _async_builds.get(loop, {}).pop(url, None)
-        clients = _async_clients.setdefault(loop, collections.OrderedDict())
-        clients[url] = client
-        dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
+    client, dropped = _keep(loop, url, built)
     for old in dropped:
         await _aclose(old)
     return client
+
+
+def _keep(
+    loop: asyncio.AbstractEventLoop, url: str, built: AsyncClient
+) -> tuple[AsyncClient, list[AsyncClient]]:
+    """Keep ``built`` as the URL's client on the loop, unless one is there already; return
+    the client kept and those to close (``built`` if not kept, the least recently used
+    beyond MAX_SHARED_CLIENTS)."""
+    with _async_lock:
+        clients = _async_clients.setdefault(loop, collections.OrderedDict())
+        client = clients.setdefault(url, built)
+        clients.move_to_end(url)
+        dropped = [clients.popitem(last=False)[1] for _ in range(len(clients) - MAX_SHARED_CLIENTS)]
+    return client, dropped if client is built else [*dropped, built]
 
 
 def _retrieve(build: asyncio.Task[AsyncClient]) -> None:

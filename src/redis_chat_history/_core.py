@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from . import codec
 from ._lua import ADOPT_META_LUA, NOW_MS_LUA
-from ._plan import BestEffort, Call, Flow, Info, Plan, Scan, Script, WrongTypeReply
+from ._plan import BestEffort, Call, Flow, Info, Plan, Scan, Script, WrongTypeReply, text
 from ._sessions_core import plan_touch_index
 from ._validate import check_session_id, check_text
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
@@ -213,8 +213,7 @@ def _append_result(reply: Sequence[Any], keys: Sequence[str]) -> AppendOutcome:
     APPEND_TYPES.check(reply, keys)
     if len(reply) < 4:
         return AppendOutcome(int(reply[1]))
-    owner = reply[2].decode("utf-8", "replace") if isinstance(reply[2], bytes) else reply[2]
-    return AppendOutcome(int(reply[1]), (owner, int(reply[3])))
+    return AppendOutcome(int(reply[1]), (text(reply[2]), int(reply[3])))
 
 
 #: The longest idempotency key accepted, in characters.

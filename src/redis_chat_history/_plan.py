@@ -6,7 +6,11 @@ result, then returns the operation's result. The steps are:
 - :class:`Plan`: calls sent together in one round trip, and a function reading the replies;
 - :class:`BestEffort`: a plan whose failure is logged and does not fail the operation;
 - :class:`Scan`: the next batch of keys matching a pattern (SCAN; empty when done);
-- :class:`Info`: a section of ``INFO`` of the server (None if it refuses).
+- :class:`Info`: a section of ``INFO`` of the server (None if it refuses);
+- :class:`OnTarget`: a step for the operation's second store (a migration's target).
+
+A step that fails has its error raised inside the flow, at the ``yield``, so a flow may
+handle it (a transfer reports one bad session and goes on); most let it pass.
 
 The sync and async shells (``_sync_driver``/``_async_driver``) only drive flows: they send,
 scan, and sleep between retries. Everything else (key names, commands, scripts, reading
@@ -30,6 +34,7 @@ __all__ = [
     "Call",
     "Flow",
     "Info",
+    "OnTarget",
     "Plan",
     "RetryTimer",
     "Scan",
@@ -150,7 +155,15 @@ class Info:
     section: str
 
 
-Step = Plan[Any] | BestEffort | Scan | Info
+@dataclass(frozen=True)
+class OnTarget:
+    """A step for the second store of a two-store operation (a migration's target); the
+    operation's other steps are for the store it runs on."""
+
+    step: Plan[Any] | BestEffort | Scan | Info
+
+
+Step = Plan[Any] | BestEffort | Scan | Info | OnTarget
 Flow = Generator[Step, Any, T]
 
 

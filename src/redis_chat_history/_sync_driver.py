@@ -37,6 +37,7 @@ from ._plan import (
     Call,
     Flow,
     Info,
+    OnTarget,
     Plan,
     RetryTimer,
     Scan,
@@ -61,30 +62,54 @@ def _retryable(error: Exception) -> bool:
 class SyncDriver(StoreBase[_io.Client]):
     """Drives core flows over the store's client (see the module docstring)."""
 
-    def _drive(self, flow: Flow[T]) -> T:
-        """Run one operation: answer each step its flow yields, until it returns. One
-        retry deadline covers the whole operation."""
+    def _drive(
+        self,
+        flow: Flow[T],
+        target: SyncDriver | None = None,
+        *,
+        deadline_per_step: bool = False,
+    ) -> T:
+        """Run one operation: answer each step its flow yields, until it returns. A step
+        that fails has its error raised inside the flow, which may handle it. One retry
+        deadline covers the whole operation, or each step with ``deadline_per_step`` (a
+        transfer runs for minutes). OnTarget steps are answered by ``target``."""
         scans: Scans = {}
         reply: Any = None
+        error: Exception | None = None
+        timer = RetryTimer(self.config.retry_deadline)
         try:
-            with call_budget(RetryTimer(self.config.retry_deadline)) as timer:
-                while True:
-                    try:
-                        step = flow.send(reply)
-                    except StopIteration as done:
-                        result: T = done.value
-                        return result
-                    if isinstance(step, Plan):
-                        reply = self._run(step, timer)
-                    elif isinstance(step, BestEffort):
-                        reply = self._best_effort(step, timer)
-                    elif isinstance(step, Scan):
-                        reply = self._scan(step, scans)
-                    else:
-                        reply = self._info(step, timer)
+            while True:
+                try:
+                    step = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration as done:
+                    result: T = done.value
+                    return result
+                driver = self
+                if isinstance(step, OnTarget):
+                    driver, step = target or self, step.step
+                if deadline_per_step:
+                    timer = RetryTimer(driver.config.retry_deadline)
+                try:
+                    with call_budget(timer):
+                        if isinstance(step, Plan):  # the common step, answered inline
+                            reply = driver._run(step, timer)
+                        else:
+                            reply = driver._answer(step, timer, scans)
+                    error = None
+                except Exception as exc:  # raised inside the flow
+                    reply, error = None, exc
         finally:
+            flow.close()
             for keys in scans.values():
                 keys.close()  # type: ignore[attr-defined]
+
+    def _answer(self, step: BestEffort | Scan | Info, timer: RetryTimer, scans: Scans) -> Any:
+        """The result of a step other than a plan."""
+        if isinstance(step, BestEffort):
+            return self._best_effort(step, timer)
+        if isinstance(step, Scan):
+            return self._scan(step, scans)
+        return self._info(step, timer)
 
     def _scan_batches(self, scan: Scan) -> Iterator[list[str]]:
         """The batches of keys a scan finds, for listings that hand them on as they come."""

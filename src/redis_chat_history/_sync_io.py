@@ -54,7 +54,7 @@ def shared_client(url: str) -> Client:
 def current_client(given: Client | None, url: str | None) -> Client:
     """The client in use: the one given, or the shared one for the URL (made on first
     use, which probes a TCP URL once for cluster mode)."""
-    return given if given is not None else client_for_url(url or "")
+    return given if given is not None else shared_client(url or "")
 
 
 def ready(client: ClusterClient) -> None:

@@ -210,8 +210,8 @@ class Layout:
 
     def in_list_order(self, items: _Items) -> _Items:
         """Chronological ``items`` in the order the list keeps them (the inverse of
-        :meth:`chronological`)."""
-        return cast("_Items", items[::-1]) if self.newest_first else items
+        :meth:`chronological`, which is its own inverse)."""
+        return self.chronological(items)
 
     def index_of(self, position: int, length: int) -> int:
         """The list index (>= 0) of chronological ``position`` in a list of ``length``."""

@@ -40,17 +40,17 @@ imports (the CLI's ``--strict``).
 **Async**: :func:`aexport_sessions`, :func:`aimport_sessions` and :func:`amigrate_sessions`
 take AsyncChatHistoryStores and do the same. Every transfer is a flow of steps (``_flows``,
 ``_migrate``) that the store's driver runs, so transfers get its retry deadline (per round
-trip) and cluster routing; the sync and async functions differ only in the loop that runs
-the steps. The async ones read and write the given file object with its own (blocking)
+trip) and cluster routing; the sync and async functions differ only in awaiting the
+driver. The async ones read and write the given file object with its own (blocking)
 ``read``/``write``: wrap a slow file in a thread if the event loop must not wait for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, TextIO, TypeVar
 
-from .._plan import Flow, Scan, Step
+from .._plan import Flow
 from .._validate import check_positive_int
 from ..async_store import AsyncChatHistoryStore
 from ..settings import StoreSettings
@@ -78,7 +78,7 @@ from ._format import (
     file_layout,
     max_line_bytes,
 )
-from ._migrate import MigrateFlow, MigrateOptions, OnTarget, migrate_flow
+from ._migrate import MigrateOptions, migrate_flow
 
 __all__ = [
     "CONDITIONAL_APPEND_SCRIPT",
@@ -155,7 +155,7 @@ def _migrate(
     options: dict[str, Any],
     session_ids: Iterable[str] | None,
     progress: Progress | None,
-) -> MigrateFlow[TransferSummary]:
+) -> Flow[TransferSummary]:
     chunk_size = check_chunk_size(options.pop("chunk_size"))
     named = check_ids(session_ids)
     settings = MigrateOptions(named=named, chunk_size=chunk_size, **options)
@@ -169,79 +169,12 @@ def _database(client: Any) -> int:
     return int(getattr(pool, "connection_kwargs", {}).get("db", 0) or 0)
 
 
-def _one(step: Step) -> Flow[Any]:
-    """A flow of one step: each round trip gets the store's whole retry deadline (a
-    transfer may run for minutes; a deadline for all of it would end its retries)."""
-    return (yield step)
-
-
-# ---------------------------------------------------------------------------------------
-# The driving loops: the only code that differs between sync and async
-
-
-def _run(
-    flow: MigrateFlow[T], source: ChatHistoryStore, target: ChatHistoryStore | None = None
-) -> T:
-    """Run a transfer flow on ``source`` (and ``target``, for OnTarget steps): each step
-    is driven by its store; a failed step's error is handed back to the flow."""
-    scans: dict[Scan, Iterator[list[str]]] = {}
-    reply: Any = None
-    error: Exception | None = None
-    try:
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            store = source
-            if isinstance(step, OnTarget):
-                store, step = target or source, step.step
-            reply, error = None, None
-            try:
-                if isinstance(step, Scan):
-                    batches = scans.get(step) or scans.setdefault(step, store._scan_batches(step))
-                    reply = next(batches, [])
-                else:
-                    reply = store._drive(_one(step))
-            except Exception as exc:  # handed to the flow, which handles what it can
-                error = exc
-    finally:
-        flow.close()
-        for batches in scans.values():
-            batches.close()  # type: ignore[attr-defined]
-
-
-async def _arun(
-    flow: MigrateFlow[T], source: AsyncChatHistoryStore, target: AsyncChatHistoryStore | None = None
-) -> T:
-    """:func:`_run` for async stores."""
-    scans: dict[Scan, AsyncIterator[list[str]]] = {}
-    reply: Any = None
-    error: Exception | None = None
-    try:
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            store = source
-            if isinstance(step, OnTarget):
-                store, step = target or source, step.step
-            reply, error = None, None
-            try:
-                if isinstance(step, Scan):
-                    batches = scans.get(step) or scans.setdefault(step, store._scan_batches(step))
-                    reply = await anext(batches, [])
-                else:
-                    reply = await store._drive(_one(step))
-            except Exception as exc:  # handed to the flow, which handles what it can
-                error = exc
-    finally:
-        flow.close()
-        for batches in scans.values():
-            await batches.aclose()  # type: ignore[attr-defined]
+def _placement(source_client: Any, target_client: Any) -> dict[str, Any]:
+    """What the clients tell of where source and target are (see MigrateOptions)."""
+    return {
+        "same_client": source_client is target_client,
+        "databases": (_database(source_client), _database(target_client)),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,7 +203,9 @@ def export_sessions(
     unless named, lists that are native or default community keys, or whose first element
     is not a message record, are left out and counted in ``skipped``.
     """
-    return _run(_export(store, out, session_ids, prefix, chunk_size, progress), store)
+    return store._drive(
+        _export(store, out, session_ids, prefix, chunk_size, progress), deadline_per_step=True
+    )
 
 
 async def aexport_sessions(
@@ -284,7 +219,9 @@ async def aexport_sessions(
 ) -> TransferSummary:
     """:func:`export_sessions` for an async store (``out`` is written with its own,
     blocking, ``write``)."""
-    return await _arun(_export(store, out, session_ids, prefix, chunk_size, progress), store)
+    return await store._drive(
+        _export(store, out, session_ids, prefix, chunk_size, progress), deadline_per_step=True
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,7 +269,7 @@ def import_sessions(
         chunk_size=chunk_size,
     )
     flow = _import(store, lines, session_ids, prefix, options, progress, max_message_bytes)
-    return _run(flow, store)
+    return store._drive(flow, deadline_per_step=True)
 
 
 async def aimport_sessions(
@@ -359,7 +296,7 @@ async def aimport_sessions(
         chunk_size=chunk_size,
     )
     flow = _import(store, lines, session_ids, prefix, options, progress, max_message_bytes)
-    return await _arun(flow, store)
+    return await store._drive(flow, deadline_per_step=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -400,11 +337,10 @@ def migrate_sessions(
         restore_ttl=restore_ttl,
         dry_run=dry_run,
         chunk_size=chunk_size,
-        same_client=source_client is target_client,
-        databases=(_database(source_client), _database(target_client)),
+        **_placement(source_client, target_client),
     )
     flow = _migrate(source.config, target.config, options, session_ids, progress)
-    return _run(flow, source, target)
+    return source._drive(flow, target, deadline_per_step=True)
 
 
 async def amigrate_sessions(
@@ -429,8 +365,7 @@ async def amigrate_sessions(
         restore_ttl=restore_ttl,
         dry_run=dry_run,
         chunk_size=chunk_size,
-        same_client=source_client is target_client,
-        databases=(_database(source_client), _database(target_client)),
+        **_placement(source_client, target_client),
     )
     flow = _migrate(source.config, target.config, options, session_ids, progress)
-    return await _arun(flow, source, target)
+    return await source._drive(flow, target, deadline_per_step=True)

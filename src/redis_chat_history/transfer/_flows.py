@@ -2,9 +2,8 @@
 and what to do with the replies, without Redis. The public functions in ``__init__`` drive
 them through a store's driver, so transfers get its retries, deadline and cluster routing.
 
-A flow here may catch the errors of a step it yielded: the transfer driving loop hands a
-failed step's exception back into the flow, so one bad session is reported and the others
-are transferred.
+A flow here may catch the errors of a step it yielded: the driver raises a failed step's
+error inside the flow, so one bad session is reported and the others are transferred.
 """
 
 from __future__ import annotations
@@ -78,18 +77,16 @@ return {{1, length}}
 )
 
 # KEYS[1]: the list. ARGV: the length it must have, how many of the oldest messages to keep,
-# 1 if the list is newest first. Returns 1 if trimmed, 0 if the length differed.
+# and the LTRIM bounds that keep them (Layout.window). Returns 1 if trimmed, 0 if the
+# length differed.
 TRIM_SCRIPT = Script("""
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then
   return 0
 end
-local keep = tonumber(ARGV[2])
-if keep == 0 then
+if tonumber(ARGV[2]) == 0 then
   redis.call('DEL', KEYS[1])
-elseif ARGV[3] == '1' then
-  redis.call('LTRIM', KEYS[1], -keep, -1)
 else
-  redis.call('LTRIM', KEYS[1], 0, keep - 1)
+  redis.call('LTRIM', KEYS[1], ARGV[3], ARGV[4])
 end
 return 1
 """)
@@ -374,7 +371,7 @@ class TargetSession:
         """Drop the target's messages from chronological position ``keep`` on."""
         self.replaced = True
         if not self.dry_run:
-            args = (self.length, keep, 1 if self.layout.newest_first else 0)
+            args = (self.length, keep, *self.layout.window(0, keep))
             call = Call(args, TRIM_SCRIPT, (self.key,))
             trimmed = yield Plan((call,), lambda replies: replies[0], (self.key, "list"))
             if not trimmed:

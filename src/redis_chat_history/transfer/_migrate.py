@@ -5,11 +5,10 @@ delete the source with ``delete_flow`` if it is still exactly what was copied.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._plan import Flow, Info, Step
+from .._plan import Flow, Info, OnTarget
 from .._sessions_core import Unchanged, delete_flow
 from ..errors import ChatHistoryError
 from ..layouts import Layout, MemorystoreLayout
@@ -25,23 +24,12 @@ from ._flows import (
 )
 from ._format import Clock, Problem, TransferSummary, exported_meta
 
-__all__ = ["MigrateFlow", "MigrateOptions", "OnTarget", "migrate_flow", "on_target"]
+__all__ = ["MigrateOptions", "migrate_flow", "on_target"]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class OnTarget:
-    """A migration's step for its target store (its other steps are the source's)."""
-
-    step: Step
-
-
-#: A migration's flow: its steps are the source's, or OnTarget the target's.
-MigrateFlow = Generator[Step | OnTarget, Any, T]
-
-
-def on_target(flow: Flow[T]) -> MigrateFlow[T]:
+def on_target(flow: Flow[T]) -> Flow[T]:
     """``flow`` with every step sent to the target store."""
     reply: Any = None
     error: BaseException | None = None
@@ -53,7 +41,7 @@ def on_target(flow: Flow[T]) -> MigrateFlow[T]:
             return result
         error = None
         try:
-            reply = yield OnTarget(step)
+            reply = yield step if isinstance(step, OnTarget) else OnTarget(step)
         except Exception as exc:  # the step failed: the flow may handle it
             reply, error = None, exc
 
@@ -86,7 +74,7 @@ class MigrateOptions:
 
 def _verify(
     source: tuple[Layout, str], target: tuple[Layout, str], count: int, chunk_size: int
-) -> MigrateFlow[Unchanged | str]:
+) -> Flow[Unchanged | str]:
     """Check the target holds exactly the source's ``count`` messages; else say why not."""
     source_length = yield plan_length(source[1])
     target_length = yield OnTarget(plan_length(target[1]))
@@ -116,7 +104,7 @@ def migrate_flow(
     target_config: StoreSettings,
     options: MigrateOptions,
     clock: Clock,
-) -> MigrateFlow[TransferSummary]:
+) -> Flow[TransferSummary]:
     """Copy sessions from the source to the target (steps for it are OnTarget), verify
     each copy, restore its metadata, and with ``move`` delete the source if unchanged."""
     summary, named = clock.summary, options.named
@@ -162,7 +150,7 @@ def _migrate_one(
     session_id: str,
     state: SourceState,
     same_server: bool,
-) -> MigrateFlow[None]:
+) -> Flow[None]:
     """Copy, verify, restore the metadata of, and maybe delete one source session."""
     summary, chunk_size = clock.summary, options.chunk_size
     source_layout, target_layout = source_config.layout, target_config.layout
