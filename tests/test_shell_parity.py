@@ -66,3 +66,20 @@ def test_io_modules_offer_the_same_functions() -> None:
             ), name
         if inspect.iscoroutinefunction(async_member):
             assert not inspect.iscoroutinefunction(sync_member), name
+
+
+def test_async_transfers_take_what_the_sync_ones_take() -> None:
+    """aexport/aimport/amigrate_sessions mirror the sync functions' parameters (both drive
+    the same flows; only awaiting the driver differs)."""
+    from redis_chat_history import transfer
+
+    for name in ("export_sessions", "import_sessions", "migrate_sessions"):
+        sync, asyncs = getattr(transfer, name), getattr(transfer, "a" + name)
+        assert inspect.iscoroutinefunction(asyncs) and not inspect.iscoroutinefunction(sync)
+        sync_parameters = inspect.signature(sync).parameters
+        async_parameters = inspect.signature(asyncs).parameters
+        assert list(sync_parameters) == list(async_parameters), name
+        for parameter, twin in zip(
+            sync_parameters.values(), async_parameters.values(), strict=True
+        ):
+            assert (parameter.kind, parameter.default) == (twin.kind, twin.default), name
