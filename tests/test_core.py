@@ -152,13 +152,17 @@ def test_append_plan_is_one_script_call() -> None:
         "{message_store:s}\x1frch:meta",
     )
     assert call.args[1:4] == ("LPUSH", 60, 10)
-    assert call.args[4] in (0, 1) and call.args[5] == 0 and call.args[6] == "s"
-    assert call.args[7:] == (b'{"type": "human", "data": {}}',)
+    assert call.args[4] in (0, 1) and call.args[5] == 0 and call.args[6] == "h"
+    assert call.args[7] == "s"
+    assert call.args[8:] == (b'{"type": "human", "data": {}}',)
     native = _core.plan_append(
         StoreSettings.build(layout="native"), "s", [{"type": "x", "data": {}}]
     )
     assert native is not None and len(native.calls[0].keys) == 3
-    assert native.calls[0].args[6:] == (b'{"type": "x", "data": {}}',)
+    assert native.calls[0].args[6:] == ("h", b'{"type": "x", "data": {}}')
+    rule = StoreSettings.build(layout="native", start_on="any", keep_system=True)
+    anywhere = _core.plan_append(rule, "s", [{"type": "x", "data": {}}])
+    assert anywhere is not None and anywhere.calls[0].args[6] == "as"
     other = _core.plan_append(config, "s", [{"type": "human", "data": {}}])
     assert other is not None and other.calls[0].args[0] != call.args[0]
     assert _core.plan_append(config, "s", []) is None

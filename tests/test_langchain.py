@@ -413,7 +413,8 @@ async def test_window_reads_only_the_newest(
     history = track(make(kind, "w", redis_url, client))
     history.add_messages([HumanMessage(f"m{i}") for i in range(5)])
     oldest = 4 if kind == "community" else 0
-    client.lset(history.key, oldest, b"{not json")
+    # Corrupt, but a human message by its type: a window of 5 starts on it.
+    client.lset(history.key, oldest, b'{"type": "human", not json}')
     assert [m.content for m in history.get_messages(last=4)] == ["m1", "m2", "m3", "m4"]
     assert [m.content for m in await history.aget_messages(last=4)] == ["m1", "m2", "m3", "m4"]
     windowed = make(kind, "w", redis_url, client, window=4)
@@ -422,7 +423,7 @@ async def test_window_reads_only_the_newest(
         with pytest.raises(CorruptMessageError) as caught:
             read()
         assert caught.value.key == history.key
-        assert client.lindex(history.key, caught.value.index) == b"{not json"
+        assert client.lindex(history.key, caught.value.index) == b'{"type": "human", not json}'
         assert repr(history.key) in str(caught.value)
     with pytest.raises(CorruptMessageError):
         await history.aget_messages()

@@ -27,6 +27,7 @@ from ._lua import ADOPT_META_LUA, NOW_MS_LUA
 from ._plan import BestEffort, Call, Flow, Info, Plan, Scan, Script, WrongTypeReply, text
 from ._sessions_core import plan_touch_index
 from ._validate import check_session_id, check_text
+from ._windows import WINDOW_LUA
 from .durability import Durability, DurabilityUnsupportedError, resolve_durability
 from .errors import InvalidOptionError, NotDurableError
 from .settings import StoreSettings
@@ -64,7 +65,9 @@ PUSH_CHUNK = 1000
 #       and for the legacy layouts the token set and metadata under their 0.1.0 names.
 # ARGV: token, push command, ttl (0 = keep), max messages (0 = all), prune (1 = drop
 #       tokens older than the window), persist (1 = tokens of a session without ttl get
-#       no expiry), the session id (legacy layouts only), the elements...
+#       no expiry), the trim's window rule ('h' or 'a': start on a human message or on
+#       any but a tool result; 's' appended: keep a leading system message), the session
+#       id (legacy layouts only), the elements...
 # The token is recorded first (ZADD NX: 0 means this batch was applied already) and taken
 # back if the push fails, so a failed append leaves nothing behind. A list or token set of
 # another type is reported as {'WRONGTYPE', key number, type}; other errors (READONLY,
@@ -82,14 +85,15 @@ PUSH_CHUNK = 1000
 APPEND_SCRIPT = Script(
     NOW_MS_LUA
     + ADOPT_META_LUA
+    + WINDOW_LUA
     + f"""
 local legacy = #KEYS > 3
-local first = legacy and 8 or 7
+local first = legacy and 9 or 8
 local function has_meta()
   if redis.call('EXISTS', KEYS[3]) == 1 then
     return true
   end
-  return legacy and adopt_meta(KEYS[3], KEYS[5], ARGV[7])
+  return legacy and adopt_meta(KEYS[3], KEYS[5], ARGV[8])
 end
 local function with_owner(reply, ttl, touch)
   local meta = redis.pcall('HMGET', KEYS[3], 'owner', 'last_activity')
@@ -144,12 +148,9 @@ for chunk = first + {PUSH_CHUNK}, last, {PUSH_CHUNK} do
 end
 local ttl, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 if cap > 0 and length > cap then
-  if push == 'LPUSH' then
-    redis.call('LTRIM', KEYS[1], 0, cap - 1)
-  else
-    redis.call('LTRIM', KEYS[1], -cap, -1)
-  end
-  length = cap
+  local rule = ARGV[7]
+  length = trim_window(KEYS[1], length, cap, string.sub(rule, 1, 1) == 'h',
+                       string.sub(rule, 2, 2) == 's', push == 'LPUSH')
 end
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -275,6 +276,7 @@ def plan_append(
         settings.max_messages or 0,
         1 if entropy[0] % PRUNE_EVERY == 0 else 0,
         1 if persist_tokens else 0,
+        ("h" if settings.start_on == "human" else "a") + ("s" if settings.keep_system else ""),
     )
     legacy_tokens = layout.legacy_token_key(session_id)
     legacy_meta = layout.legacy_meta_key(session_id)
@@ -451,25 +453,18 @@ def plan_read(
     *,
     start: int = 0,
     stop: int | None = None,
-    last: int | None = None,
     strict: bool | None = None,
     convert: Callable[[codec.Record], T] | None = None,
 ) -> Plan[list[Any]]:
-    """Read chronological positions ``[start, stop)``, or only the newest ``last``."""
+    """Read chronological positions ``[start, stop)`` (windows: see _windows)."""
     check_session_id(session_id)
     layout = settings.layout
-    if last is not None:
-        _check_position("last", last)
-        if last == 0:
-            return Plan((), lambda replies: [])
-        window = layout.last_window(last)
-    else:
-        _check_position("start", start)
-        if stop is not None:
-            _check_position("stop", stop)
-        if stop is not None and stop <= start:
-            return Plan((), lambda replies: [])
-        window = layout.window(start, stop)
+    _check_position("start", start)
+    if stop is not None:
+        _check_position("stop", stop)
+    if stop is not None and stop <= start:
+        return Plan((), lambda replies: [])
+    window = layout.window(start, stop)
     key = layout.messages_key(session_id)
     use_strict = settings.strict if strict is None else strict
 

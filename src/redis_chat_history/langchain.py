@@ -10,7 +10,7 @@ asyncio methods, windowed reads and clear errors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -35,6 +35,7 @@ from langchain_core.messages import (
     message_to_dict,
     messages_from_dict,
 )
+from langchain_core.messages.utils import count_tokens_approximately
 
 from ._clients import AsyncClient, SyncClient, async_twin, redact_url
 from ._validate import check_session_id
@@ -84,12 +85,18 @@ def _validated_message(cls: type[BaseMessage], data: Any) -> BaseMessage:
     return message
 
 
-def _check_window(window: Any) -> int | None:
+def _check_window(name: str, window: Any) -> int | None:
     if window is not None and (
         isinstance(window, bool) or not isinstance(window, int) or window < 1
     ):
-        raise InvalidOptionError(f"window must be None or an int >= 1, got {window!r}")
+        raise InvalidOptionError(f"{name} must be None or an int >= 1, got {window!r}")
     return window
+
+
+def approximate_tokens(message: BaseMessage) -> int:
+    """langchain-core's ``count_tokens_approximately`` for one message: the default
+    counter of ``window_tokens`` (pass ``token_counter=`` for a model's tokenizer)."""
+    return count_tokens_approximately([message])
 
 
 class _RedisHistory(BaseChatMessageHistory):
@@ -104,9 +111,15 @@ class _RedisHistory(BaseChatMessageHistory):
         async_client: AsyncClient | None,
         url: str | None,
         window: int | None,
+        window_tokens: int | None,
+        token_counter: Callable[[BaseMessage], int] | None,
     ) -> None:
         self.session_id = check_session_id(session_id)
-        self.window = _check_window(window)
+        self.window = _check_window("window", window)
+        self.window_tokens = _check_window("window_tokens", window_tokens)
+        if token_counter is not None and not callable(token_counter):
+            raise InvalidOptionError("token_counter must be a callable taking one message")
+        self.token_counter = token_counter or approximate_tokens
         self._config = config
         self._url = url
         self._sync_client = client
@@ -150,8 +163,9 @@ class _RedisHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:
-        """The conversation, oldest first (only the newest ``window`` if one is set)."""
-        return self.get_messages(last=self.window)
+        """The conversation, oldest first; with ``window`` and/or ``window_tokens`` only
+        the newest messages within them, cut where no tool call loses its results."""
+        return self.get_messages(last=self.window, max_tokens=self.window_tokens)
 
     @messages.setter
     def messages(self, messages: list[BaseMessage]) -> None:
@@ -159,16 +173,33 @@ class _RedisHistory(BaseChatMessageHistory):
             "Direct assignment to 'messages' is not allowed. Use the 'add_messages' instead."
         )
 
-    def get_messages(self, last: int | None = None) -> list[BaseMessage]:
-        """All messages, or the newest ``last`` in chronological order (reading only those)."""
-        return self.store.messages(self.session_id, last=last, convert=record_to_message)
+    def get_messages(
+        self, last: int | None = None, max_tokens: int | None = None
+    ) -> list[BaseMessage]:
+        """All messages, or a window: at most the newest ``last`` messages and
+        ``max_tokens`` tokens, oldest first, cut where no tool call loses its results
+        (reading only the newest messages)."""
+        return self.store.messages(
+            self.session_id,
+            last=last,
+            max_tokens=max_tokens,
+            token_counter=self.token_counter,
+            convert=record_to_message,
+        )
 
-    async def aget_messages(self, last: int | None = None) -> list[BaseMessage]:
-        """Async twin of :meth:`get_messages` (defaults to the ``window``)."""
-        if last is None:
-            last = self.window
+    async def aget_messages(
+        self, last: int | None = None, max_tokens: int | None = None
+    ) -> list[BaseMessage]:
+        """Async twin of :meth:`get_messages`; without arguments, of :attr:`messages`
+        (the ``window`` and ``window_tokens``)."""
+        if last is None and max_tokens is None:
+            last, max_tokens = self.window, self.window_tokens
         return await self.async_store.messages(
-            self.session_id, last=last, convert=record_to_message
+            self.session_id,
+            last=last,
+            max_tokens=max_tokens,
+            token_counter=self.token_counter,
+            convert=record_to_message,
         )
 
     def add_message(self, message: BaseMessage) -> None:
@@ -207,8 +238,12 @@ class RedisChatMessageHistory(_RedisHistory):
 
     Keyword-only extras: ``client``/``async_client`` (use these redis-py clients instead
     of ``url``), ``layout`` (default: community with ``key_prefix``), ``max_messages``
-    (keep only the newest N), ``window`` (``.messages`` returns only the newest N),
-    ``strict``, ``max_message_bytes``, ``retry_deadline`` (seconds to keep retrying
+    (keep at most the newest N), ``window`` (``.messages`` returns at most the newest N),
+    ``window_tokens`` (and at most N tokens, counted by ``token_counter``; default:
+    ``count_tokens_approximately``), ``start_on`` (``"human"``, the default, or
+    ``"any"``) and ``keep_system`` (keep a leading system message) for how windows and
+    trims are cut so that no tool call loses its results (README: "Windows"), ``strict``,
+    ``max_message_bytes``, ``retry_deadline`` (seconds to keep retrying
     through a failover; appends stay exactly-once) and ``durability`` (e.g.
     ``"replicas=1"``: wait for a replica; see :mod:`redis_chat_history.durability`).
     """
@@ -225,6 +260,10 @@ class RedisChatMessageHistory(_RedisHistory):
         layout: Layout | str | None = None,
         max_messages: int | None = None,
         window: int | None = None,
+        window_tokens: int | None = None,
+        token_counter: Callable[[BaseMessage], int] | None = None,
+        start_on: str = "human",
+        keep_system: bool = False,
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry_deadline: float = 15.0,
@@ -234,6 +273,8 @@ class RedisChatMessageHistory(_RedisHistory):
             layout=CommunityLayout(key_prefix) if layout is None else layout,
             ttl=ttl,
             max_messages=max_messages,
+            start_on=start_on,
+            keep_system=keep_system,
             max_message_bytes=max_message_bytes,
             strict=strict,
             retry_deadline=retry_deadline,
@@ -249,6 +290,8 @@ class RedisChatMessageHistory(_RedisHistory):
             async_client=async_client,
             url=use_url,
             window=window,
+            window_tokens=window_tokens,
+            token_counter=token_counter,
         )
 
     @property
@@ -276,6 +319,10 @@ class MemorystoreChatMessageHistory(_RedisHistory):
         layout: Layout | str | None = None,
         max_messages: int | None = None,
         window: int | None = None,
+        window_tokens: int | None = None,
+        token_counter: Callable[[BaseMessage], int] | None = None,
+        start_on: str = "human",
+        keep_system: bool = False,
         strict: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry_deadline: float = 15.0,
@@ -290,6 +337,8 @@ class MemorystoreChatMessageHistory(_RedisHistory):
             layout=MemorystoreLayout() if layout is None else layout,
             ttl=ttl,
             max_messages=max_messages,
+            start_on=start_on,
+            keep_system=keep_system,
             max_message_bytes=max_message_bytes,
             strict=strict,
             retry_deadline=retry_deadline,
@@ -302,6 +351,8 @@ class MemorystoreChatMessageHistory(_RedisHistory):
             async_client=async_client,
             url=None,
             window=window,
+            window_tokens=window_tokens,
+            token_counter=token_counter,
         )
         # The attribute names upstream used, for code that reached into them.
         self._redis = client

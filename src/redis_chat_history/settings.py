@@ -11,7 +11,10 @@ from .durability import Durability, resolve_durability
 from .errors import InvalidOptionError
 from .layouts import Layout, resolve_layout
 
-__all__ = ["StoreSettings"]
+__all__ = ["START_ON", "StoreSettings"]
+
+#: Where a window may start: on a human message, or on any message but a tool result.
+START_ON = ("human", "any")
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,14 @@ class StoreSettings:
       a Layout);
     - ``ttl``: seconds (or a timedelta) each session lives after its last write, None to
       keep it;
-    - ``max_messages``: keep only the newest N messages of a session (trimmed atomically
-      by each append);
+    - ``max_messages``: keep at most the newest N messages of a session, trimmed atomically
+      by each append at a point that never splits a tool call from its results (the
+      window rule, see ``start_on``/``keep_system`` and the README's "Windows");
+    - ``start_on``: where windows (``last=``, ``max_tokens=``) and trims may start:
+      ``"human"`` (a human message; the default) or ``"any"`` (any message but a tool
+      result);
+    - ``keep_system``: keep a system message stored at the start of the history in front
+      of windows and trims (it counts against their budget);
     - ``max_message_bytes``: the largest encoded message accepted;
     - ``strict``: a stored element that cannot be read raises CorruptMessageError
       (False: it is skipped with a warning);
@@ -35,6 +44,8 @@ class StoreSettings:
     layout: Layout
     ttl: int | None = None
     max_messages: int | None = None
+    start_on: str = "human"
+    keep_system: bool = False
     max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
     strict: bool = True
     retry_deadline: float = 15.0
@@ -47,6 +58,8 @@ class StoreSettings:
         layout: Layout | str = "native",
         ttl: Any = None,
         max_messages: Any = None,
+        start_on: Any = "human",
+        keep_system: Any = False,
         max_message_bytes: Any = codec.DEFAULT_MAX_MESSAGE_BYTES,
         strict: Any = True,
         retry_deadline: Any = 15.0,
@@ -63,10 +76,18 @@ class StoreSettings:
             raise InvalidOptionError(
                 f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
             )
+        if start_on not in START_ON:
+            raise InvalidOptionError(f"start_on must be 'human' or 'any', got {start_on!r}")
+        if not isinstance(keep_system, bool):
+            raise InvalidOptionError(
+                f"keep_system must be a bool, not {type(keep_system).__name__}"
+            )
         return cls(
             layout=resolve_layout(layout),
             ttl=check_ttl(ttl),
             max_messages=check_max_messages(max_messages),
+            start_on=str(start_on),
+            keep_system=keep_system,
             max_message_bytes=check_positive_int("max_message_bytes", max_message_bytes),
             strict=strict,
             retry_deadline=float(retry_deadline),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from . import _core
+from . import _core, _windows
 from . import _sessions_core as _sessions
 from . import _sync_io as _io
 from ._plan import run_plan
@@ -18,6 +18,7 @@ from ._sessions_core import ReindexReport, SessionInfo, SessionPage
 from ._sync_driver import SyncDriver
 from .codec import Record
 from .durability import Durability
+from .errors import InvalidOptionError
 
 __all__ = ["ChatHistoryStore"]
 
@@ -83,21 +84,41 @@ class ChatHistoryStore(SyncDriver):
         session_id: str,
         *,
         last: int | None = None,
+        max_tokens: int | None = None,
+        token_counter: Callable[[Any], int] | None = None,
+        start_on: str | None = None,
+        keep_system: bool | None = None,
         start: int = 0,
         stop: int | None = None,
         strict: bool | None = None,
         convert: Callable[[Record], T] | None = None,
     ) -> list[Any]:
-        """Messages in chronological order: all, positions ``[start, stop)``, or the newest
-        ``last`` (reading only those from Redis). ``convert`` maps each record."""
+        """Messages in chronological order: all, positions ``[start, stop)``, or a window.
+
+        A window is at most the newest ``last`` messages and ``max_tokens`` tokens (counted
+        by ``token_counter`` on each converted message; default: the approximation of
+        langchain-core's ``count_tokens_approximately`` on records), cut where it never
+        splits a tool call from its results (see the README's "Windows"); ``start_on``
+        and ``keep_system`` default to the store's. Only the newest messages are read.
+        ``convert`` maps each record."""
+        if last is not None or max_tokens is not None:
+            if start != 0 or stop is not None:
+                raise InvalidOptionError("pass either start/stop or last/max_tokens, not both")
+            return self._drive(
+                _windows.window_flow(
+                    self.config,
+                    session_id,
+                    last=last,
+                    max_tokens=max_tokens,
+                    token_counter=token_counter,
+                    start_on=start_on,
+                    keep_system=keep_system,
+                    strict=strict,
+                    convert=convert,
+                )
+            )
         plan = _core.plan_read(
-            self.config,
-            session_id,
-            start=start,
-            stop=stop,
-            last=last,
-            strict=strict,
-            convert=convert,
+            self.config, session_id, start=start, stop=stop, strict=strict, convert=convert
         )
         return self._drive(run_plan(plan))
 
