@@ -12,6 +12,8 @@ Systems:
 - ``community``: ``langchain_community.chat_message_histories.RedisChatMessageHistory``.
 - ``in-memory`` (workload 7 only): a history that stores nothing, to show the chain's own
   cost.
+- ``ours (no max)`` (workload 8 only): ``ours`` without ``max_messages``, the price of
+  the trim.
 
 Each workload function seeds its own sessions (untimed), checks once that the systems
 return equal results, and returns one runner per system. Its docstring is the
@@ -54,6 +56,7 @@ with warnings.catch_warnings():
 TTL = 3600
 FLOOR, OURS, STORE, COMMUNITY = "floor", "ours", "ours (store)", "community"
 IN_MEMORY = "in-memory"
+UNCAPPED = "ours (no max)"
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,8 @@ def add_batch(ctx: Context) -> dict[str, Runner]:
 def last_twenty(ctx: Context) -> dict[str, Runner]:
     """The newest 20 messages of a 10,000-message session (a windowed prompt).
 
-    floor: LRANGE 0 19 + decode. ours: ``get_messages(last=20)``, which reads only those.
+    floor: LRANGE 0 19 + decode. ours: ``get_messages(last=20)``, which reads only those
+    and cuts them by the window rule (here they start on a human message, so all 20).
     community: ``.messages[-20:]``, the only way it offers: read and decode all 10,000.
     """
     seed(ctx.admin, "w3", conversation(10_000, seed=3))
@@ -486,3 +490,45 @@ def rwmh_turn(ctx: Context) -> dict[str, Runner]:
         )
 
     return {name: runner(name) for name in chains}
+
+
+@workload(8, "add one message at max_messages=100, ttl", Target(UNCAPPED, 1.3))
+def add_one_capped(ctx: Context) -> dict[str, Runner]:
+    """``add_message(m)`` to a history kept at most 100 messages long, ``ttl`` set.
+
+    The session holds 100 messages (reset untimed before every 50 appends), so nearly
+    every append trims. ours: the append script trims where no tool call loses its
+    results (it reads the type of the few elements where the window starts). ours (no
+    max): the same history without ``max_messages``. floor: a pipeline LPUSH + LTRIM 0 99
+    + EXPIRE, the raw cut that can split a tool call from its results. community has no
+    such option.
+    """
+    history = conversation(100, seed=8)
+    message = conversation(1, seed=88)[0]
+    ours = RedisChatMessageHistory("w8-ours", url=ctx.url, ttl=TTL, max_messages=100)
+    uncapped = RedisChatMessageHistory(f"w8-{UNCAPPED}", url=ctx.url, ttl=TTL)
+    floor_key = community_key("w8-floor")
+
+    def floor_op() -> None:
+        with ctx.floor.pipeline(transaction=False) as pipe:
+            pipe.lpush(floor_key, encode(message))
+            pipe.ltrim(floor_key, 0, 99)
+            pipe.expire(floor_key, TTL)
+            pipe.execute()
+
+    ops = {
+        FLOOR: floor_op,
+        OURS: lambda: ours.add_message(message),
+        UNCAPPED: lambda: uncapped.add_message(message),
+    }
+    for name, op in ops.items():  # checked once: the trim keeps what the rule says
+        seed(ctx.admin, f"w8-{name}", history)
+        op()
+    kept = ctx.admin.llen(community_key("w8-ours"))
+    if not 90 <= kept <= 100 or ctx.admin.llen(community_key(f"w8-{UNCAPPED}")) != 101:
+        raise AssertionError(f"w8: the capped history holds {kept} messages")
+
+    def refill(name: str) -> Callable[[], None]:
+        return lambda: seed(ctx.admin, f"w8-{name}", history)
+
+    return {name: SyncRunner(op, prepare=refill(name), batch=50) for name, op in ops.items()}
