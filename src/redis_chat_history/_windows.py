@@ -26,7 +26,7 @@ The rule, for a budget of k messages (or N tokens):
 4. Reads also leave out tool results already stored without their call (orphans written
    by other code): a tool result is kept only when the nearest message before it that is
    not a tool result is an AI message holding its call id (or, for a legacy
-   FunctionMessage, a ``function_call``).
+   FunctionMessage, a ``function_call``; invalid tool calls count too).
 
 Messages are told apart by the ``"type"`` their element starts with (the upstream format
 puts it first, so the script reads it without decoding the element; other JSON is
@@ -173,7 +173,9 @@ def _calls_of(record: codec.Record) -> tuple[frozenset[str], bool]:
     extra = data.get("additional_kwargs")
     extra = extra if isinstance(extra, dict) else {}
     ids: set[str] = set()
-    for calls in (data.get("tool_calls"), extra.get("tool_calls")):
+    # Invalid tool calls count: providers' adapters send them as tool calls, and answer
+    # them with an error result.
+    for calls in (data.get("tool_calls"), data.get("invalid_tool_calls"), extra.get("tool_calls")):
         if isinstance(calls, list):
             ids.update(
                 call["id"]
@@ -370,9 +372,10 @@ local function trim_window(key, n, cap, human_only, keep_system, newest_first)
 end
 """
 
-# KEYS: the list. ARGV: how many of the newest elements, '1' if the list is newest first.
-# Reply: {length, the oldest element, {the newest elements in list order}}, read at once
-# so the oldest element (a system message kept in front) is known to be position 0.
+# KEYS: the list. ARGV: the LRANGE bounds of the newest elements, the oldest element's
+# index (-1 or 0). Reply: {length, the oldest element, {the newest elements in list order}},
+# read at once so the oldest element (a system message kept in front) is known to be
+# position 0. Bounds stay strings: Lua numbers are doubles, list indexes 64-bit integers.
 SNAPSHOT_SCRIPT = Script("""
 local n = redis.pcall('LLEN', KEYS[1])
 if type(n) == 'table' then
@@ -384,11 +387,7 @@ end
 if n == 0 then
   return {0, false, {}}
 end
-local count = tonumber(ARGV[1])
-if ARGV[2] == '1' then
-  return {n, redis.call('LINDEX', KEYS[1], -1), redis.call('LRANGE', KEYS[1], 0, count - 1)}
-end
-return {n, redis.call('LINDEX', KEYS[1], 0), redis.call('LRANGE', KEYS[1], -count, -1)}
+return {n, redis.call('LINDEX', KEYS[1], ARGV[3]), redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])}
 """)
 SNAPSHOT_TYPES = WrongTypeReply(("list",))
 
@@ -432,7 +431,7 @@ def _plan_snapshot(
             elements, indices(len(found)), oldest or None, oldest_index, int(length) <= size
         )
 
-    args = (size, "1" if layout.newest_first else "0")
+    args = (*window, oldest_index)
     call = Call(args, script=SNAPSHOT_SCRIPT, keys=(key,), raw=True)
     return Plan((call,), parse_script)
 
