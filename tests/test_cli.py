@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,16 +254,171 @@ def test_show_reads_upstream_community_data_in_order(url: str, client: redis.Red
 
 
 def test_show_last_and_raw(url: str, client: redis.Redis) -> None:
-    """--last N shows the newest N; --raw prints the stored JSON exactly, oldest first."""
+    """--last N shows the window of the newest N (starting on a human message unless
+    --start-on any); --raw prints the stored JSON exactly, oldest first."""
     entries = scenario(MEMORYSTORE, "S1")["keys"]
     load_keys(client, entries)
     stored = [element for element in entries[0]["elements"]]
     raw = run("show", "session1", "--url", url, "--last", "2", "--raw")
     assert raw.exit_code == 0
     assert raw.stdout.splitlines() == stored[-2:]
+    # The newest 3 start with an AIMessageChunk: the window starts at the human after it.
     document = run_json("show", "session1", "--url", url, "--last", "3")
-    assert document["first_position"] == 9 and len(document["messages"]) == 3
+    assert document["first_position"] == 10 and len(document["messages"]) == 2
+    assert document["positions"] == [10, 11] and document["count"] == 12
     assert document["messages"][-1]["data"]["content"] == "x" * 5000
+    assert document["window"] == {"last": 3, "start_on": "human", "keep_system": False}
+    anywhere = run_json("show", "session1", "--url", url, "--last", "3", "--start-on", "any")
+    assert anywhere["first_position"] == 9 and len(anywhere["messages"]) == 3
+    whole = run_json("show", "session1", "--url", url)
+    assert whole["window"] is None and whole["positions"] == list(range(12))
+
+
+TOOL_TURN = [
+    human("weather?"),
+    ai("", tool_calls=[{"name": "w", "args": {}, "id": "c1"}]),
+    {"type": "tool", "data": {"content": "sunny", "tool_call_id": "c1"}},
+    ai("It is sunny"),
+]
+
+
+def _types(document: dict[str, Any]) -> list[str]:
+    return [message["type"] for message in document["messages"]]
+
+
+@pytest.mark.parametrize("layout", ["native", "community"])
+def test_show_last_never_splits_a_tool_call_from_its_results(
+    url: str, client: redis.Redis, layout: str
+) -> None:
+    """show --last N shows what messages(last=N) returns: the newest 2 or 3 of a tool turn
+    are kept behind the turn's question, never starting on an orphan tool result."""
+    store = ChatHistoryStore(client, layout=layout)
+    store.append("turn", TOOL_TURN)
+    for last, positions in ((1, [0]), (2, [0, 3]), (3, [0, 3]), (4, [0, 1, 2, 3])):
+        document = run_json("show", "turn", "--url", url, "--last", str(last))
+        assert document["messages"] == store.messages("turn", last=last)
+        assert document["positions"] == positions
+        assert _types(document)[0] == "human"
+        raw = run_json("show", "turn", "--url", url, "--last", str(last), "--raw")
+        assert raw["positions"] == positions
+        assert [json.loads(element) for element in raw["elements"]] == document["messages"]
+    text = run("show", "turn", "--url", url, "--last", "2")
+    assert text.exit_code == 0, text.output
+    out = text.stdout
+    title = f"turn ({layout}, 4 messages, showing 2 (window of at most 2; the question of the "
+    assert title + "current turn kept in front))" in " ".join(out.split())
+    assert out.index("[0] user") < out.index("weather?") < out.index("[3] assistant")
+    assert "[1] " not in out and "[2] " not in out and "← c1" not in out
+    everything = run("show", "turn", "--url", url, "--last", "4")
+    assert "showing" not in everything.stdout and "← c1" in everything.stdout
+
+
+@pytest.mark.parametrize("layout", ["native", "community"])
+def test_show_last_start_on_any(url: str, client: redis.Redis, layout: str) -> None:
+    """--start-on any lets the window start on an assistant message, never on a tool result."""
+    store = ChatHistoryStore(client, layout=layout)
+    store.append("turn", TOOL_TURN)
+    two = run_json("show", "turn", "--url", url, "--last", "2", "--start-on", "any")
+    assert two["positions"] == [3] and _types(two) == ["ai"]
+    assert two["messages"] == store.messages("turn", last=2, start_on="any")
+    three = run_json("show", "turn", "--url", url, "--last", "3", "--start-on", "any")
+    assert three["positions"] == [1, 2, 3] and _types(three) == ["ai", "tool", "ai"]
+    text = run("show", "turn", "--url", url, "--last", "3", "--start-on", "any")
+    assert "4 messages, showing the newest 3 (window of at most 3))" in text.stdout
+    bad = run("show", "turn", "--url", url, "--last", "3", "--start-on", "tool")
+    assert bad.exit_code == 2
+    client.rpush("chat:{lost}:messages", json.dumps(TOOL_TURN[2]))  # a result without its call
+    for start_on, start in (("human", "human message"), ("any", "message but tool results")):
+        empty = run("show", "lost", "--url", url, "--last", "1", "--start-on", start_on)
+        assert empty.exit_code == 0 and "[0]" not in empty.stdout
+        assert f"showing none (window of at most 1: no {start} to start it on)" in " ".join(
+            empty.stdout.split()
+        )
+
+
+@pytest.mark.parametrize("layout", ["native", "community"])
+def test_show_last_keep_system(url: str, client: redis.Redis, layout: str) -> None:
+    """--keep-system keeps the system message stored first in front (it counts against N),
+    reading more when the newest N do not reach it."""
+    store = ChatHistoryStore(client, layout=layout)
+    store.append("sys", [{"type": "system", "data": {"content": "be brief"}}, *TOOL_TURN])
+    for last, positions in ((1, [0]), (2, [0, 1]), (3, [0, 1, 4]), (5, [0, 1, 2, 3, 4])):
+        document = run_json("show", "sys", "--url", url, "--last", str(last), "--keep-system")
+        assert document["positions"] == positions, last
+        assert document["messages"] == store.messages("sys", last=last, keep_system=True)
+        assert document["window"]["keep_system"] is True
+    huge = run_json("show", "sys", "--url", url, "--last", str(10**19), "--keep-system")
+    assert huge["positions"] == [0, 1, 2, 3, 4]
+    store.append("plain", TOOL_TURN)  # no system message: --keep-system changes nothing
+    plain = run_json("show", "plain", "--url", url, "--last", "2", "--keep-system")
+    assert plain["positions"] == [0, 3]
+    assert plain["messages"] == store.messages("plain", last=2, keep_system=True)
+    without = run_json("show", "sys", "--url", url, "--last", "3")
+    assert without["positions"] == [1, 4] and _types(without) == ["human", "ai"]
+    text = run("show", "sys", "--url", url, "--last", "3", "--keep-system")
+    assert "showing 3 (window of at most 3; the system message kept in front, the question" in (
+        " ".join(text.stdout.split())
+    )
+    assert text.stdout.index("[0] system") < text.stdout.index("[1] user")
+
+
+def _stored(record: dict[str, Any] | bytes) -> bytes:
+    return record if isinstance(record, bytes) else json.dumps(record).encode()
+
+
+def _long_history() -> list[dict[str, Any] | bytes]:
+    """A system message, an orphan tool result, a corrupt element and a long agent turn."""
+    history: list[dict[str, Any] | bytes] = [
+        {"type": "system", "data": {"content": "sys"}},
+        human("q1"),
+        ai("a1"),
+        {"type": "tool", "data": {"content": "lost", "tool_call_id": "ghost"}},
+        human("q2"),
+    ]
+    for step in range(12):
+        call = f"s{step}"
+        history.append(ai("", tool_calls=[{"name": "f", "args": {}, "id": call}]))
+        history.append({"type": "tool", "data": {"content": str(step), "tool_call_id": call}})
+        if step == 5:
+            history.append(b"{oops")
+    history.append(ai("done"))
+    return history
+
+
+@pytest.mark.parametrize("layout", ["native", "community", "memorystore"])
+def test_show_last_is_the_library_window(url: str, client: redis.Redis, layout: str) -> None:
+    """For every N, --start-on and --keep-system, show --json lists exactly the messages
+    messages(last=N, strict=False) returns (orphan tool results left out, the question of a
+    long agent turn found by reading further back), plus the corrupt element if in the
+    window, which exits 4."""
+    store = ChatHistoryStore(client, layout=layout)
+    key = store.config.layout.messages_key("long")
+    history = _long_history()
+    elements = [_stored(record) for record in history]
+    if store.config.layout.newest_first:
+        client.lpush(key, *elements)
+    else:
+        client.rpush(key, *elements)
+    corrupt_at = elements.index(b"{oops")
+    for last in (1, 2, 3, 4, 5, 8, 13, 20, 28, 40):
+        for start_on in ("human", "any"):
+            for keep in (False, True):
+                options = ["--last", str(last), "--start-on", start_on]
+                options += ["--keep-system"] if keep else []
+                with warnings.catch_warnings():  # strict=False warns of the skipped element
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    expected = store.messages(
+                        "long", last=last, start_on=start_on, keep_system=keep, strict=False
+                    )
+                result = run("show", "long", "--url", url, "--json", *options)
+                document = json.loads(result.stdout)
+                assert document["messages"] == expected, options
+                shown = document["positions"] + [c["position"] for c in document.get("corrupt", [])]
+                assert (corrupt_at in shown) == (result.exit_code == 4), options
+                assert result.exit_code in (0, 4)
+                assert len(shown) <= last
+                raw = run_json("show", "long", "--url", url, *options, "--raw")
+                assert raw["positions"] == sorted(shown)
 
 
 def test_show_unknown_ambiguous_and_bad_data(url: str, client: redis.Redis) -> None:

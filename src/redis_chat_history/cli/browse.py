@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 import redis.cluster
@@ -13,8 +13,10 @@ from redis.exceptions import RedisError
 from rich.table import Table
 from rich.text import Text
 
+from .. import _windows
 from .._clients import SyncClient
 from ..codec import MAX_NESTING_DEPTH, exceeds_nesting_limit, is_record, loads
+from ..settings import START_ON
 from ._app import main
 from ._connect import Cli, cli_command_options, layout_options
 from ._output import EXIT_DATA, EXIT_NOT_FOUND, EXIT_USAGE, CliError, human_bytes, human_duration
@@ -280,11 +282,132 @@ def _window(client: SyncClient, ref: SessionRef, total: int, start: int) -> list
     return ref.layout.chronological(elements)
 
 
+#: The largest LRANGE count (Redis list indexes are signed 64-bit).
+_MAX_READ = 2**63 - 1
+
+
+class _Item(NamedTuple):
+    """One element shown: its chronological position, the element, and its record (or
+    why it is unreadable)."""
+
+    position: int
+    element: Element
+    record: dict[str, Any] | None
+    reason: str | None
+
+
+class _Window(NamedTuple):
+    """What ``show --last`` shows: the session's length, the window's elements (oldest
+    first), whether a system message and the question of the current turn were kept in
+    front of its newest messages, and how many tool results without their call it left
+    out."""
+
+    total: int
+    items: list[_Item]
+    system: bool
+    question: bool
+    orphans: int
+
+
+def _read_window(
+    client: SyncClient, ref: SessionRef, last: int, *, human_only: bool, keep_system: bool
+) -> _Window:
+    """The window of at most ``last`` messages that ``ChatHistoryStore.messages(last=...)``
+    returns (the rule of :mod:`redis_chat_history._windows`), as stored elements, corrupt
+    ones included.
+
+    Reads like the library: the newest ``last`` elements (and the oldest, for
+    ``keep_system``) with the length in one MULTI, so one consistent view; when the
+    answer depends on older messages (the question of a long agent turn), again with
+    four times as many, and the answer comes from the last read alone.
+    """
+    key, layout = ref.key, ref.layout
+    size = min(last, _MAX_READ)
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.llen(key)
+            pipe.lrange(key, *layout.last_window(size))
+            if keep_system:
+                pipe.lrange(key, *layout.window(0, 1))
+            replies = pipe.execute()
+        total = int(replies[0])
+        elements: list[Element] = layout.chronological(replies[1])
+        complete = total <= size
+        first = total - len(elements)  # the position of elements[0]
+        system: Element | None = None
+        if keep_system and replies[2] and _windows.kind(replies[2][0]) == _windows.SYSTEM:
+            system = replies[2][0]
+            if complete:  # the system message is among the newest: set it apart
+                elements, first = elements[1:], first + 1
+        cut = _windows.choose(
+            [_windows.kind(element) for element in elements],
+            count=last,
+            human_only=human_only,
+            system_cost=None if system is None else 0,
+            complete=complete,
+        )
+        if cut is not None or size >= _MAX_READ:
+            break
+        size = min(size * 4, _MAX_READ)
+    if cut is None:  # pragma: no cover - a list of 2**63 elements
+        cut = _windows.Cut(system is not None, None, len(elements))
+    chosen: list[tuple[int, Element]] = []
+    if cut.system and system is not None:
+        chosen.append((0, system))
+    if cut.question is not None:
+        chosen.append((first + cut.question, elements[cut.question]))
+    chosen.extend((first + p, elements[p]) for p in range(cut.start, len(elements)))
+    items = [_Item(position, element, *read_record(element)) for position, element in chosen]
+    # Tool results stored without their call are left out, as the library leaves them out.
+    keep = iter(_windows.answered([item.record for item in items if item.record is not None]))
+    answered = [item for item in items if item.record is None or next(keep)]
+    return _Window(
+        total, answered, cut.system, cut.question is not None, len(items) - len(answered)
+    )
+
+
+def _window_title(window: _Window, last: int, human_only: bool) -> str:
+    """How much of the session ``show --last`` shows, for the title."""
+    shown = len(window.items)
+    if not shown:
+        start = "human message" if human_only else "message but tool results"
+        return f"showing none (window of at most {last}: no {start} to start it on)"
+    positions = [item.position for item in window.items]
+    if positions == list(range(window.total - shown, window.total)):
+        return f"showing the newest {shown} (window of at most {last})"
+    notes = []
+    if window.system:
+        notes.append("the system message kept in front")
+    if window.question:
+        notes.append("the question of the current turn kept in front")
+    if window.orphans:
+        notes.append(f"{window.orphans} tool results without their call left out")
+    return f"showing {shown} (window of at most {last}; {', '.join(notes)})"
+
+
 @main.command("show")
 @cli_command_options
 @click.argument("session_id")
 @layout_options(multiple=False)
-@click.option("--last", type=click.IntRange(min=1), help="Only the newest N messages.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    help="Only the window of at most the newest N messages that messages(last=N) returns: "
+    "it starts where no tool call loses its results.",
+)
+@click.option(
+    "--start-on",
+    type=click.Choice(START_ON),
+    default="human",
+    show_default=True,
+    help="With --last: start the window on a human message, or on any message but a tool result.",
+)
+@click.option(
+    "--keep-system",
+    is_flag=True,
+    help="With --last: keep a system message stored first in front of the window (it counts "
+    "against N).",
+)
 @click.option(
     "--raw", is_flag=True, help="Print the stored JSON elements as they are, one per line."
 )
@@ -294,49 +417,68 @@ def show_cmd(
     layouts: tuple[str, ...],
     key_prefix: str | None,
     last: int | None,
+    start_on: str,
+    keep_system: bool,
     raw: bool,
 ) -> None:
     """Show a conversation: roles in colour, tool calls and results, media summarised."""
     ref = locate_one(cli, session_id, layouts, key_prefix)
-    total = int(cli.client.llen(ref.key))
-    start = max(0, total - last) if last else 0
-    header = {"session": ref.session_id, "layout": ref.layout_name, "key": ref.key}
-    elements = _window(cli.client, ref, total, start)
+    human_only = start_on == "human"
+    header: dict[str, Any] = {"session": ref.session_id, "layout": ref.layout_name, "key": ref.key}
+    shown = ""  # how much of the session is shown, for the title
+    settings: dict[str, Any] | None = None
+    if last:
+        window = _read_window(cli.client, ref, last, human_only=human_only, keep_system=keep_system)
+        total, items = window.total, window.items
+        settings = {"last": last, "start_on": start_on, "keep_system": keep_system}
+        if len(items) < total:
+            shown = ", " + _window_title(window, last, human_only)
+    else:
+        total = int(cli.client.llen(ref.key))
+        items = [
+            _Item(position, element, *read_record(element))
+            for position, element in enumerate(_window(cli.client, ref, total, 0))
+        ]
+    start = items[0].position if items else (total if last else 0)
+    header |= {"count": total, "first_position": start, "window": settings}
     if raw:
-        texts = [_element_text(element) for element in elements]
+        texts = [_element_text(item.element) for item in items]
         if cli.json_mode:
-            cli.out.json({**header, "count": total, "first_position": start, "elements": texts})
+            positions = [item.position for item in items]
+            cli.out.json({**header, "positions": positions, "elements": texts})
             return
         on_terminal = cli.out.console.is_terminal
         for text in texts:  # JSON Lines, exactly as stored (made visible on a terminal)
             click.echo(visible(text) if on_terminal else text)
         return
-    records: list[dict[str, Any]] = []
-    corrupt: list[dict[str, Any]] = []
-    shown: list[tuple[int, dict[str, Any] | None, str | None]] = []
-    for position, element in enumerate(elements, start):
-        record, reason = read_record(element)
-        shown.append((position, record, reason))
-        if record is not None:
-            records.append(record)
-        else:
-            index = ref.layout.index_of(position, total)
-            corrupt.append({"position": position, "index": index, "reason": reason})
+    readable = [item for item in items if item.record is not None]
+    corrupt = [
+        {
+            "position": item.position,
+            "index": ref.layout.index_of(item.position, total),
+            "reason": item.reason,
+        }
+        for item in items
+        if item.record is None
+    ]
     if cli.json_mode:
-        document = {**header, "count": total, "first_position": start, "messages": records}
+        document = {
+            **header,
+            "positions": [item.position for item in readable],
+            "messages": [item.record for item in readable],
+        }
         if corrupt:
             document["corrupt"] = corrupt
         cli.out.json(document)
     else:
-        title = f"{ref.session_id}  ({ref.layout_name}, {total} messages"
-        title += f", showing the last {len(elements)})" if last and len(elements) < total else ")"
+        title = f"{ref.session_id}  ({ref.layout_name}, {total} messages{shown})"
         cli.out.console.print(Text(visible(title), style="bold"))
-        for position, record, reason in shown:
-            if record is not None:
-                cli.out.console.print(render_message(record, position))
+        for item in items:
+            if item.record is not None:
+                cli.out.console.print(render_message(item.record, item.position))
             else:
                 cli.out.console.print(
-                    Text(f"[{position}] unreadable: {visible(reason or '')}", style="red")
+                    Text(f"[{item.position}] unreadable: {visible(item.reason or '')}", style="red")
                 )
     if corrupt:
         first = corrupt[0]
