@@ -19,8 +19,10 @@ The rule, for a budget of k messages (or N tokens):
 3. If none qualifies (one long agent turn: 40 tool steps after the last human message),
    the window is that turn's human message (looked for up to QUESTION_LOOKBACK messages
    further back) followed by the newest messages that fit the rest of the budget and
-   start at a message that is not a tool result. The budget is never exceeded, the
+   start at a message that is not a tool result. The budget is not exceeded, the
    window still starts on a human message, and the model still sees the question.
+   (Only a kept system message is returned even when it alone exceeds a token budget,
+   as ``trim_messages`` returns it.)
    Without such a message the window is the newest messages that fit and start at a
    message that is not a tool result (possibly none).
 4. Reads also leave out tool results already stored without their call (orphans written
@@ -30,12 +32,15 @@ The rule, for a budget of k messages (or N tokens):
 
 Messages are told apart by the ``"type"`` their element starts with (the upstream format
 puts it first, so the script reads it without decoding the element; other JSON is
-decoded): human, system, tool result (tool, function and their chunks), or other.
+decoded): human, system (and its chunk: ``trim_messages`` keeps a leading one), tool
+result (tool, function and their chunks), or other. A ``HumanMessageChunk`` is not a
+human message (``trim_messages`` compares type names).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -80,7 +85,7 @@ _TYPE_PREFIX = re.compile(rb'\{"type": "([A-Za-z0-9_]+)"')
 def _kind_of_type(name: object) -> str:
     if name == "human":
         return HUMAN
-    if name == "system":
+    if name in ("system", "SystemMessageChunk"):
         return SYSTEM
     return TOOL if name in _TOOL_TYPES else OTHER
 
@@ -216,6 +221,33 @@ _ROLES = {
 }
 
 
+def _legacy_calls(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The tool calls langchain-core reads from an AI record of before 0.2 (only in
+    ``additional_kwargs``), as it parses them (valid JSON arguments only)."""
+    if any(data.get(field) for field in ("invalid_tool_calls", "tool_call_chunks")):
+        return None
+    extra = data.get("additional_kwargs")
+    raw = extra.get("tool_calls") if isinstance(extra, dict) else None
+    if not isinstance(raw, list):
+        return None
+    calls = []
+    for call in raw:
+        try:
+            function = call["function"]
+            args = json.loads(function["arguments"])
+            calls.append(
+                {
+                    "name": function["name"] or "",
+                    "args": args or {},
+                    "id": call.get("id"),
+                    "type": "tool_call",
+                }
+            )
+        except (TypeError, KeyError, ValueError, AttributeError):
+            continue
+    return calls
+
+
 def approximate_tokens(record: codec.Record) -> int:
     """The tokens of a message record as langchain-core's ``count_tokens_approximately``
     counts the message (its defaults): a quarter of the characters of the text, tool
@@ -237,7 +269,7 @@ def approximate_tokens(record: codec.Record) -> int:
                 chars += len(repr(block))
     else:
         chars += len(repr(content))
-    calls = data.get("tool_calls")
+    calls = data.get("tool_calls") or (_legacy_calls(data) if name == "ai" else None)
     if name in _AI_TYPES and not isinstance(content, list) and calls:
         chars += len(repr(calls))
     if name in ("tool", "ToolMessageChunk"):
@@ -274,7 +306,7 @@ local function window_kind(element)
   end
   if name == 'human' then
     return 'h'
-  elseif name == 'system' then
+  elseif name == 'system' or name == 'SystemMessageChunk' then
     return 's'
   elseif name == 'tool' or name == 'function' or name == 'ToolMessageChunk'
       or name == 'FunctionMessageChunk' then
