@@ -446,9 +446,7 @@ def check_window(
     has_system = keep_system and bool(history) and rkind(history[0]) == "s"
     if max_tokens is not None:
         # A kept system message larger than the budget is returned all the same (as
-        # trim_messages does); test_kept_system_message_fits_the_token_budget, marked
-        # xfail, holds that case to the bound. Here such a window may hold nothing else;
-        # every other window must fit.
+        # trim_messages does), and then nothing else; every other window must fit.
         if has_system and lc_tokens(history[0]) > max_tokens:
             assert all(lc_tokens(r) == 0 for r in window[1:])
         else:
@@ -693,19 +691,9 @@ def test_token_windows_keep_the_invariants(
         assert got == rule_window(records, last=last, max_tokens=budget, **rule)
 
 
-# SRC BUG (reported, src not edited here): with keep_system, a system message larger than
-# max_tokens is returned anyway (alone), so the window exceeds its token budget. The
-# docstring's rule 1 says the system message "counts against the budget" and rule 3 that
-# "the budget is never exceeded"; choose() computes max(0, tokens - system_cost) and keeps
-# the system message regardless, as trim_messages(include_system=True) does. Minimal case:
-# [SystemMessage("<m1>"), HumanMessage("<m2>"), AIMessage("<m3>")], max_tokens=0,
-# keep_system=True -> [SystemMessage("<m1>")] (6 tokens). Either the rule or the code
-# must change; until then this property is expected to fail.
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: a kept system message larger than max_tokens is returned anyway, "
-    "so the window exceeds its token budget",
-)
+# A kept system message larger than max_tokens is returned all the same, alone (as
+# trim_messages(include_system=True) returns it): documented in _windows (rule 3) and
+# the README.
 @settings(
     max_examples=20,
     deadline=None,
@@ -720,22 +708,22 @@ def test_token_windows_keep_the_invariants(
     fraction=0.0,
     any_start=False,
 )
-def test_kept_system_message_fits_the_token_budget(
+def test_kept_system_message_over_the_token_budget_comes_alone(
     client: redis.Redis,
     stores: dict[str, ChatHistoryStore],
     messages: list[BaseMessage],
     fraction: float,
     any_start: bool,
 ) -> None:
-    """With keep_system a window's tokens, the system message's included, stay within
-    max_tokens even when the system message alone is larger than that."""
+    """With keep_system, a system message alone larger than max_tokens is the whole
+    window: nothing else is returned over the budget."""
     records = [norm(m) for m in messages]
     assume(rkind(records[0]) == "s")
     load(client, stores, records)
     budget = int(fraction * lc_tokens(records[0]))  # less than the system message
     start_on = "any" if any_start else "human"
     got = read_all_layouts(stores, max_tokens=budget, start_on=start_on, keep_system=True)
-    assert sum(lc_tokens(r) for r in got) <= budget, got
+    assert got == [records[0]], got
 
 
 @_settings(15)
@@ -1075,22 +1063,15 @@ def test_approximate_tokens_is_count_tokens_approximately(message: BaseMessage) 
     assert approximate_tokens(norm(message)) == expected
 
 
-# SRC BUG (reported, src not edited here): approximate_tokens() counts the tool calls of an
-# AI record only from data["tool_calls"]. Records that langchain-core < 0.2 wrote (and
-# langchain-community's RedisChatMessageHistory stored) have the calls only in
-# additional_kwargs["tool_calls"]; the message such a record encodes has them parsed into
-# .tool_calls, which count_tokens_approximately counts. So the store's default token
-# counter and the LangChain classes' counter disagree on such histories, and token windows
-# over them undercount. Minimal case: AIMessage("", additional_kwargs={"tool_calls": [{"id":
-# "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}) without the
-# tool_calls/invalid_tool_calls/usage_metadata keys: approximate_tokens 6,
-# count_tokens_approximately 20.
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: approximate_tokens ignores tool calls kept only in additional_kwargs "
-    "(records of langchain-core < 0.2)",
+# Records of langchain-core < 0.2 hold tool calls only in additional_kwargs["tool_calls"];
+# the message they decode to has them parsed into .tool_calls, which
+# count_tokens_approximately counts, so approximate_tokens() must count them too.
+@settings(
+    max_examples=50,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.filter_too_much],
 )
-@settings(max_examples=50, deadline=None, phases=(Phase.explicit, Phase.generate))
 @given(message=any_message().filter(lambda m: bool(m.additional_kwargs.get("tool_calls"))))
 @example(
     message=AIMessage(
