@@ -20,7 +20,7 @@ EXPECTED_ALL = {
     "RedisChatMessageHistory", "WrongTypeError", "__version__", "aclose_shared_clients",
     "close_shared_clients", "redact_url",
     "MAX_TITLE_LENGTH", "OwnerConflictError", "ReindexReport", "SessionInfo", "SessionPage",
-    "StoreSettings",
+    "StoreSettings", "CorruptCheckpointError", "InvalidCheckpointError",
 }  # fmt: skip
 
 

@@ -18,8 +18,10 @@ from .codec import DEFAULT_MAX_MESSAGE_BYTES
 from .durability import Durability
 from .errors import (
     ChatHistoryError,
+    CorruptCheckpointError,
     CorruptMessageError,
     DurabilityUnsupportedError,
+    InvalidCheckpointError,
     InvalidMessageError,
     InvalidOptionError,
     InvalidSessionIdError,
@@ -43,9 +45,11 @@ __all__ = [
     "ChatHistoryError",
     "ChatHistoryStore",
     "CommunityLayout",
+    "CorruptCheckpointError",
     "CorruptMessageError",
     "Durability",
     "DurabilityUnsupportedError",
+    "InvalidCheckpointError",
     "InvalidMessageError",
     "InvalidOptionError",
     "InvalidSessionIdError",

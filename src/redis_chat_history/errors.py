@@ -8,6 +8,8 @@ Everything derives from :class:`ChatHistoryError`, so one ``except`` catches all
     ├── InvalidMessageError        (also ValueError) a message cannot be stored as given
     │   └── MessageTooLargeError   the encoded message is over the size limit
     ├── CorruptMessageError        (also ValueError) a stored value is not a message
+    ├── InvalidCheckpointError     (also ValueError) a checkpoint, namespace or write is wrong
+    ├── CorruptCheckpointError     (also ValueError) a stored checkpoint value is unreadable
     ├── WrongTypeError             (also TypeError)  a key holds another Redis type
     ├── OwnerConflictError         (also ValueError) the session belongs to another owner
     ├── NotDurableError            written, but the durability level was not reached
@@ -26,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChatHistoryError",
+    "CorruptCheckpointError",
     "CorruptMessageError",
     "DurabilityUnsupportedError",
+    "InvalidCheckpointError",
     "InvalidMessageError",
     "InvalidOptionError",
     "InvalidSessionIdError",
@@ -80,6 +84,20 @@ class CorruptMessageError(ChatHistoryError, ValueError):
         self.key = key
         self.index = index
         self.reason = reason
+
+
+class InvalidCheckpointError(ChatHistoryError, ValueError):
+    """A LangGraph checkpoint, config, namespace or write cannot be stored as given (a NUL
+    in a namespace, a missing thread id, ...); nothing was written."""
+
+
+class CorruptCheckpointError(ChatHistoryError, ValueError):
+    """A stored checkpoint value cannot be read (by the saver's serializer); other data
+    is untouched. ``key`` and ``field`` say where it is."""
+
+    def __init__(self, key: str, field: str, reason: str) -> None:
+        self.key, self.field, self.reason = key, field, reason
+        super().__init__(f"checkpoint data at {key!r} field {field!r} cannot be read: {reason}")
 
 
 class WrongTypeError(ChatHistoryError, TypeError):

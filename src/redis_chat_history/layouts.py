@@ -62,6 +62,8 @@ __all__ = [
     "MemorystoreLayout",
     "NativeLayout",
     "Window",
+    "decode_tag",
+    "encode_tag",
     "glob_escape",
     "hash_slot",
     "legacy_side_key",
@@ -338,6 +340,17 @@ class MemorystoreLayout(Layout):
         return naming_layout(key, other_layouts) is None and super().is_chat_list(
             key, first_element
         )
+
+
+def encode_tag(text: str) -> str:
+    """``text`` with ``%``, ``{`` and ``}`` percent-encoded, to stand between braces as a
+    hash tag (native session ids, owners, LangGraph thread ids)."""
+    return _encode_id(text)
+
+
+def decode_tag(encoded: str) -> str:
+    """The inverse of :func:`encode_tag`."""
+    return _decode_id(encoded)
 
 
 def _encode_id(session_id: str) -> str:

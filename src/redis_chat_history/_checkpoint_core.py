@@ -1,0 +1,629 @@
+"""The redis-free core of the LangGraph checkpointer: keys, scripts, and reading replies.
+
+A thread's checkpoints, in every namespace, live in eight keys that share one hash tag,
+so one Lua script serves every saver call in one round trip, on a cluster too:
+
+=============== ====== ===========================================================
+key             type   member or field -> value
+=============== ====== ===========================================================
+``P:{T}:idx``   zset   ``ns \\0 id`` (scores 0: lexical order, newest last per ns)
+``P:{T}:ord``   zset   ``id \\0 ns`` (the thread's order across namespaces)
+``P:{T}:cp``    hash   ``ns \\0 id`` -> the checkpoint without its values, and metadata
+``P:{T}:cv``    hash   ``ns \\0 id`` -> parent id, then ``channel \\0 version`` pairs
+``P:{T}:blob``  hash   ``ns \\0 channel \\0 version`` -> a channel's value at a version
+``P:{T}:md``    hash   ``ns \\0 id`` -> the metadata as JSON, for filters in scripts
+``P:{T}:w``     hash   ``ns \\0 id \\0 task \\0 idx`` -> task path, channel, the value
+``P:{T}:wi``    zset   the fields of ``w`` (so one checkpoint's writes are a range)
+=============== ====== ===========================================================
+
+``T`` is the thread id with ``%``, ``{`` and ``}`` percent-encoded, as native chat
+sessions are, so ``{T}`` is always a hash tag. Serialized values are ``type \\0 bytes``
+(the serializer's type string round-trips byte for byte, as EncryptedSerializer needs).
+Checkpoint ids are LangGraph's uuid6 strings, which sort as they were made.
+
+Every call is idempotent when redis-py sends it again after a lost reply: a put writes
+the same fields again (blobs with HSETNX), a regular write is first-writer-wins (HSETNX)
+and a special one (error, interrupt, ...) last-writer-wins, as LangGraph asks. With a
+ttl every call sets it on all eight keys, so a thread never half-expires.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ._plan import Call, Flow, Plan, Scan, Script, WrongTypeReply, text
+from .errors import CorruptCheckpointError, InvalidCheckpointError
+from .layouts import encode_tag, glob_escape
+
+__all__ = [
+    "PARTS",
+    "StoredTuple",
+    "ThreadKeys",
+    "check_name",
+    "plan_copy_read",
+    "plan_copy_write",
+    "plan_delete",
+    "plan_get",
+    "plan_list_page",
+    "plan_prune",
+    "plan_put",
+    "plan_put_writes",
+    "thread_scan",
+]
+
+#: The parts of a thread's keys, in the order the scripts take them.
+PARTS = ("idx", "ord", "cp", "cv", "blob", "md", "w", "wi")
+_TYPES = WrongTypeReply(("zset", "zset", "hash", "hash", "hash", "hash", "hash", "zset"))
+#: Checkpoints a list page looks at before it returns (then the next page goes on).
+LIST_SCAN = 512
+
+
+@dataclass(frozen=True)
+class ThreadKeys:
+    """The eight keys of one thread."""
+
+    prefix: str
+    thread_id: str
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        tag = encode_tag(self.thread_id)
+        return tuple(f"{self.prefix}:{{{tag}}}:{part}" for part in PARTS)
+
+
+def thread_id_of(prefix: str, key: str) -> str | None:
+    """The thread of a ``P:{T}:ord`` key, or None if it is not one."""
+    from .layouts import decode_tag
+
+    head, tail = f"{prefix}:{{", "}:ord"
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) <= len(head) + len(tail):
+        return None
+    encoded = key[len(head) : -len(tail)]
+    if "{" in encoded or "}" in encoded:
+        return None
+    return decode_tag(encoded)
+
+
+def thread_scan(prefix: str) -> Scan:
+    """SCAN for every thread's ``ord`` key (``list(None)``: all threads)."""
+    return Scan(glob_escape(f"{prefix}:{{") + "*}:ord", "zset", 500)
+
+
+def check_name(what: str, value: Any) -> str:
+    """Namespaces, channels, task ids and paths are str without NUL (the separator)."""
+    if not isinstance(value, str):
+        raise InvalidCheckpointError(f"{what} must be a str, not {type(value).__name__}")
+    if "\0" in value:
+        raise InvalidCheckpointError(f"{what} contains a NUL character: {value!r}")
+    return value
+
+
+def thread_of(config: Mapping[str, Any]) -> str:
+    """The thread id of a config, as text (LangGraph accepts ints and UUIDs too)."""
+    configurable = config.get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    if thread_id is None or (isinstance(thread_id, str) and not thread_id):
+        raise InvalidCheckpointError("config['configurable']['thread_id'] is required")
+    return str(thread_id)
+
+
+# Every script starts by checking that the thread's keys are of their types, and reports
+# {'WRONGTYPE', n, type} touching nothing otherwise.
+_CHECK_LUA = """
+local expected = {'zset', 'zset', 'hash', 'hash', 'hash', 'hash', 'hash', 'zset'}
+for n = 1, 8 do
+  local found = redis.call('TYPE', KEYS[n])['ok']
+  if found ~= 'none' and found ~= expected[n] then
+    return {'WRONGTYPE', n, found}
+  end
+end
+local function expire_all(ms)
+  if ms > 0 then
+    for n = 1, 8 do
+      redis.call('PEXPIRE', KEYS[n], ms)
+    end
+  end
+end
+"""
+
+# ARGV: ttl ms (0: none), ns, id, the checkpoint's payload, metadata JSON, the cv value,
+# then pairs of (channel \0 version, blob payload) for the new versions.
+PUT_SCRIPT = Script(
+    _CHECK_LUA
+    + """
+local ns, id = ARGV[2], ARGV[3]
+local member = ns .. '\\0' .. id
+for i = 7, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[5], ns .. '\\0' .. ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', KEYS[3], member, ARGV[4])
+redis.call('HSET', KEYS[6], member, ARGV[5])
+redis.call('HSET', KEYS[4], member, ARGV[6])
+redis.call('ZADD', KEYS[1], 0, member)
+redis.call('ZADD', KEYS[2], 0, id .. '\\0' .. ns)
+expire_all(tonumber(ARGV[1]))
+return {1}
+"""
+)
+
+# ARGV: ttl ms, the checkpoint's member (ns \0 id), then triples (field suffix
+# "task \0 idx", 1 if special, value). Regular writes: first writer wins; special: last.
+PUT_WRITES_SCRIPT = Script(
+    _CHECK_LUA
+    + """
+local head = ARGV[2] .. '\\0'
+for i = 3, #ARGV, 3 do
+  local field = head .. ARGV[i]
+  if ARGV[i + 1] == '1' then
+    redis.call('HSET', KEYS[7], field, ARGV[i + 2])
+  else
+    redis.call('HSETNX', KEYS[7], field, ARGV[i + 2])
+  end
+  redis.call('ZADD', KEYS[8], 0, field)
+end
+expire_all(tonumber(ARGV[1]))
+return {1}
+"""
+)
+
+# load(ns, id): {ns, id, checkpoint payload, cv, {blob values in cv order}, {write
+# fields}, {write values}}, or false when the checkpoint is not stored.
+_LOAD_LUA = """
+local function load(ns, id)
+  local member = ns .. '\\0' .. id
+  local payload = redis.call('HGET', KEYS[3], member)
+  if not payload then
+    return false
+  end
+  local cv = redis.call('HGET', KEYS[4], member) or ''
+  local fields = {}
+  local first = true
+  for part in string.gmatch(cv, '([^\\30]*)') do
+    if first then
+      first = false
+    elseif part ~= '' then
+      fields[#fields + 1] = ns .. '\\0' .. part
+    end
+  end
+  local blobs = {}
+  for i = 1, #fields, 500 do
+    local chunk = redis.call('HMGET', KEYS[5], unpack(fields, i, math.min(#fields, i + 499)))
+    for j = 1, #chunk do
+      blobs[#blobs + 1] = chunk[j]
+    end
+  end
+  local wfields = redis.call('ZRANGEBYLEX', KEYS[8], '[' .. member .. '\\0', '(' .. member .. '\\1')
+  local wvalues = {}
+  for i = 1, #wfields, 500 do
+    local chunk = redis.call('HMGET', KEYS[7], unpack(wfields, i, math.min(#wfields, i + 499)))
+    for j = 1, #chunk do
+      wvalues[#wvalues + 1] = chunk[j]
+    end
+  end
+  return {ns, id, payload, cv, blobs, wfields, wvalues}
+end
+"""
+
+# ARGV: refresh ttl ms (0: none), ns, id ('' = the latest of the namespace).
+GET_SCRIPT = Script(
+    _CHECK_LUA
+    + _LOAD_LUA
+    + """
+local ns, id = ARGV[2], ARGV[3]
+if id == '' then
+  local latest = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ns .. '\\1', '[' .. ns .. '\\0',
+                            'LIMIT', 0, 1)
+  if #latest == 0 then
+    return {}
+  end
+  id = string.sub(latest[1], #ns + 2)
+end
+local found = load(ns, id)
+if not found then
+  return {}
+end
+expire_all(tonumber(ARGV[1]))
+return {found}
+"""
+)
+
+# ARGV: refresh ttl ms, mode ('ns' or 'all'), ns, before id ('' none), the cursor (the
+# last member a previous page looked at, '' to start), how many matches to return, the
+# scalar metadata filters as a JSON object ('' none). Reply: {cursor ('' when done),
+# matches...}, newest first.
+LIST_SCRIPT = Script(
+    _CHECK_LUA
+    + _LOAD_LUA
+    + f"""
+local by_ns = ARGV[2] == 'ns'
+local ns, before, cursor, wanted = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local filters = false
+if ARGV[7] ~= '' then
+  filters = cjson.decode(ARGV[7])
+end
+local key, high, low
+if by_ns then
+  key, low = KEYS[1], '[' .. ns .. '\\0'
+  high = before ~= '' and ('(' .. ns .. '\\0' .. before) or ('(' .. ns .. '\\1')
+else
+  key, low = KEYS[2], '-'
+  high = before ~= '' and ('(' .. before) or '+'
+end
+if cursor ~= '' then
+  high = '(' .. cursor
+end
+local function matches(member)
+  if not filters then
+    return true
+  end
+  local raw = redis.call('HGET', KEYS[6], member)
+  local ok, metadata = pcall(cjson.decode, raw or '{{}}')
+  if not ok or type(metadata) ~= 'table' then
+    return false
+  end
+  for name, value in pairs(filters) do
+    local stored = metadata[name]
+    if value == cjson.null then
+      if stored ~= nil and stored ~= cjson.null then
+        return false
+      end
+    elseif stored ~= value then
+      return false
+    end
+  end
+  return true
+end
+local reply = {{''}}
+local looked = 0
+while looked < {LIST_SCAN} do
+  local members = redis.call('ZREVRANGEBYLEX', key, high, low, 'LIMIT', 0, 64)
+  if #members == 0 then
+    break
+  end
+  for _, member in ipairs(members) do
+    looked = looked + 1
+    high = '(' .. member
+    local cut = string.find(member, '\\0', 1, true)
+    local m_ns, m_id
+    if by_ns then
+      m_ns, m_id = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+    else
+      m_id, m_ns = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+    end
+    if matches(m_ns .. '\\0' .. m_id) then
+      local found = load(m_ns, m_id)
+      if found then
+        reply[#reply + 1] = found
+      end
+    end
+    if #reply - 1 >= wanted or looked >= {LIST_SCAN} then
+      reply[1] = member
+      expire_all(tonumber(ARGV[1]))
+      return reply
+    end
+  end
+end
+expire_all(tonumber(ARGV[1]))
+return reply
+"""
+)
+
+# Keep the newest checkpoint of each namespace; drop the others with their writes, the
+# blobs no kept checkpoint refers to, and parent links to dropped checkpoints. A thread
+# with DeltaChannel checkpoints is refused ({'DELTA'}): its values need the ancestors.
+PRUNE_SCRIPT = Script(
+    _CHECK_LUA
+    + """
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local newest = {}
+for _, member in ipairs(members) do
+  local raw = redis.call('HGET', KEYS[6], member)
+  if raw and string.find(raw, '"counters_since_delta_snapshot"', 1, true) then
+    return {'DELTA'}
+  end
+  local cut = string.find(member, '\\0', 1, true)
+  newest[string.sub(member, 1, cut - 1)] = member
+end
+local kept, referenced, dropped = {}, {}, 0
+for _, member in pairs(newest) do
+  kept[member] = true
+end
+for _, member in ipairs(members) do
+  if not kept[member] then
+    local cut = string.find(member, '\\0', 1, true)
+    local ns, id = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+    redis.call('HDEL', KEYS[3], member)
+    redis.call('HDEL', KEYS[4], member)
+    redis.call('HDEL', KEYS[6], member)
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], id .. '\\0' .. ns)
+    local writes = redis.call('ZRANGEBYLEX', KEYS[8], '[' .. member .. '\\0',
+                              '(' .. member .. '\\1')
+    for _, field in ipairs(writes) do
+      redis.call('HDEL', KEYS[7], field)
+      redis.call('ZREM', KEYS[8], field)
+    end
+    dropped = dropped + 1
+  end
+end
+for member in pairs(kept) do
+  local cut = string.find(member, '\\0', 1, true)
+  local ns = string.sub(member, 1, cut - 1)
+  local cv = redis.call('HGET', KEYS[4], member) or ''
+  local parent_end = string.find(cv, '\\30', 1, true)
+  local parent = parent_end and string.sub(cv, 1, parent_end - 1) or cv
+  if parent ~= '' and redis.call('HEXISTS', KEYS[3], ns .. '\\0' .. parent) == 0 then
+    cv = parent_end and string.sub(cv, parent_end) or ''
+    redis.call('HSET', KEYS[4], member, cv)
+  end
+  local first = true
+  for part in string.gmatch(cv, '([^\\30]*)') do
+    if first then
+      first = false
+    elseif part ~= '' then
+      referenced[ns .. '\\0' .. part] = true
+    end
+  end
+end
+for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
+  if not referenced[field] then
+    redis.call('HDEL', KEYS[5], field)
+  end
+end
+return {dropped}
+"""
+)
+
+
+def _payload(typed: tuple[str, bytes]) -> bytes:
+    kind, data = typed
+    return kind.encode() + b"\0" + bytes(data)
+
+
+def _typed(payload: bytes) -> tuple[str, bytes]:
+    kind, _, data = payload.partition(b"\0")
+    return kind.decode(), data
+
+
+def _metadata_json(metadata: Mapping[str, Any]) -> str:
+    """The metadata as JSON for the scripts' filters: values JSON cannot hold become
+    null (the client checks every filter again on the real metadata)."""
+
+    def scalar_or_null(value: Any) -> Any:
+        return None
+
+    try:
+        return json.dumps(metadata, default=scalar_or_null, allow_nan=False)
+    except (TypeError, ValueError):
+        return "{}"
+
+
+def plan_put(
+    keys: ThreadKeys,
+    ns: str,
+    checkpoint_id: str,
+    parent_id: str | None,
+    checkpoint_payload: tuple[str, bytes],
+    metadata: Mapping[str, Any],
+    channel_versions: Mapping[str, Any],
+    new_blobs: Iterable[tuple[str, Any, tuple[str, bytes]]],
+    ttl_ms: int,
+) -> Plan[None]:
+    """Store a checkpoint (its payload holds the checkpoint without values, and the
+    metadata), its parent and versions, and the blobs of its new versions."""
+    cv = "\x1e".join(
+        [
+            parent_id or "",
+            *(
+                f"{check_name('channel', ch)}\0{version}"
+                for ch, version in channel_versions.items()
+            ),
+        ]
+    )
+    args: list[Any] = [
+        ttl_ms,
+        ns,
+        checkpoint_id,
+        _payload(checkpoint_payload),
+        _metadata_json(metadata),
+        cv,
+    ]
+    for channel, version, blob in new_blobs:
+        args += [f"{channel}\0{version}", _payload(blob)]
+    all_keys = keys.keys
+    call = Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)
+    return Plan((call,), lambda replies: _check(replies[0], all_keys) and None)
+
+
+def plan_put_writes(
+    keys: ThreadKeys,
+    ns: str,
+    checkpoint_id: str,
+    task_id: str,
+    task_path: str,
+    writes: Sequence[tuple[int, str, tuple[str, bytes]]],
+    ttl_ms: int,
+) -> Plan[None]:
+    """Store a task's writes: ``(idx, channel, typed value)``; negative idx = special."""
+    args: list[Any] = [ttl_ms, f"{ns}\0{checkpoint_id}"]
+    for idx, channel, typed in writes:
+        value = f"{task_path}\0{channel}\0".encode() + _payload(typed)
+        args += [f"{task_id}\0{idx}", "1" if idx < 0 else "0", value]
+    all_keys = keys.keys
+    call = Call(tuple(args), script=PUT_WRITES_SCRIPT, keys=all_keys)
+    return Plan((call,), lambda replies: _check(replies[0], all_keys) and None)
+
+
+def _check(reply: Any, keys: Sequence[str]) -> Any:
+    return _TYPES.check(reply, keys)
+
+
+class StoredTuple(NamedTuple):
+    """A checkpoint as a script returned it, not yet deserialized."""
+
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    payload: tuple[str, bytes]
+    blobs: list[tuple[str, tuple[str, bytes]]]  # (channel, typed value), "empty" left out
+    writes: list[tuple[str, str, tuple[str, bytes], str, int]]  # task, channel, value, path, idx
+
+
+def _stored(found: Sequence[Any], keys: Sequence[str]) -> StoredTuple:
+    ns, checkpoint_id, payload, cv, blob_values, write_fields, write_values = found
+    ns, checkpoint_id = text(ns), text(checkpoint_id)
+    parts = bytes(cv).split(b"\x1e")
+    parent = parts[0].decode() or None
+    channels = [part.partition(b"\0")[0].decode() for part in parts[1:] if part]
+    blobs = []
+    for channel, value in zip(channels, blob_values, strict=True):
+        if value is None:
+            continue  # never stored (LangGraph reads the channel as unset)
+        typed = _typed(bytes(value))
+        if typed[0] != "empty":
+            blobs.append((channel, typed))
+    writes = []
+    for field, value in zip(write_fields, write_values, strict=True):
+        if value is None:
+            continue
+        *_, task_id, idx = bytes(field).split(b"\0")
+        path, _, rest = bytes(value).partition(b"\0")
+        channel_name, _, typed_value = rest.partition(b"\0")
+        try:
+            writes.append(
+                (
+                    task_id.decode(),
+                    channel_name.decode(),
+                    _typed(typed_value),
+                    path.decode(),
+                    int(idx),
+                )
+            )
+        except ValueError as exc:
+            raise CorruptCheckpointError(keys[6], f"{ns}/{checkpoint_id}", str(exc)) from exc
+    writes.sort(key=lambda w: (w[3], w[0], w[4]))
+    return StoredTuple(ns, checkpoint_id, parent, _typed(bytes(payload)), blobs, writes)
+
+
+def plan_get(
+    keys: ThreadKeys, ns: str, checkpoint_id: str | None, refresh_ms: int
+) -> Plan[StoredTuple | None]:
+    """One checkpoint (the newest of the namespace without an id), or None."""
+    all_keys = keys.keys
+
+    def parse(replies: list[Any]) -> StoredTuple | None:
+        reply = _check(replies[0], all_keys)
+        return _stored(reply[0], all_keys) if reply else None
+
+    call = Call((refresh_ms, ns, checkpoint_id or ""), script=GET_SCRIPT, keys=all_keys, raw=True)
+    return Plan((call,), parse)
+
+
+class ListPage(NamedTuple):
+    """Checkpoints of one page of a listing, and where the next page starts ('' = done)."""
+
+    cursor: str
+    found: list[StoredTuple]
+
+
+def plan_list_page(
+    keys: ThreadKeys,
+    ns: str | None,
+    before: str | None,
+    cursor: str,
+    wanted: int,
+    scalar_filters: Mapping[str, Any] | None,
+    refresh_ms: int,
+) -> Plan[ListPage]:
+    """Up to ``wanted`` checkpoints newest first (one namespace, or all with ns None)."""
+    all_keys = keys.keys
+    filters = json.dumps(dict(scalar_filters)) if scalar_filters else ""
+    args = (
+        refresh_ms,
+        "all" if ns is None else "ns",
+        ns or "",
+        before or "",
+        cursor,
+        wanted,
+        filters,
+    )
+
+    def parse(replies: list[Any]) -> ListPage:
+        reply = _check(replies[0], all_keys)
+        return ListPage(text(reply[0]), [_stored(found, all_keys) for found in reply[1:]])
+
+    return Plan((Call(args, script=LIST_SCRIPT, keys=all_keys, raw=True),), parse)
+
+
+def plan_delete(keys: ThreadKeys) -> Plan[None]:
+    """Delete the thread: its eight keys (one slot), freed in the background."""
+    return Plan((Call(("UNLINK", *keys.keys)),), lambda replies: None)
+
+
+def plan_prune(keys: ThreadKeys) -> Plan[int | None]:
+    """Keep the newest checkpoint per namespace; None if the thread uses DeltaChannel."""
+    all_keys = keys.keys
+
+    def parse(replies: list[Any]) -> int | None:
+        reply = _check(replies[0], all_keys)
+        return None if text(reply[0]) == "DELTA" else int(reply[0])
+
+    return Plan((Call((), script=PRUNE_SCRIPT, keys=all_keys),), parse)
+
+
+def plan_copy_read(keys: ThreadKeys) -> Plan[list[tuple[bytes, int] | None]]:
+    """DUMP and PTTL of each key of a thread (None for a missing key)."""
+    calls = []
+    for key in keys.keys:
+        calls += [Call(("DUMP", key), raw=True), Call(("PTTL", key))]
+
+    def parse(replies: list[Any]) -> list[tuple[bytes, int] | None]:
+        return [
+            None if dump is None else (bytes(dump), int(ttl))
+            for dump, ttl in zip(replies[::2], replies[1::2], strict=True)
+        ]
+
+    return Plan(tuple(calls), parse)
+
+
+def plan_copy_write(keys: ThreadKeys, dumps: Sequence[tuple[bytes, int] | None]) -> Plan[None]:
+    """Replace the thread's keys with the dumped ones (a missing one is deleted)."""
+    calls = [Call(("UNLINK", *keys.keys))]
+    for key, dumped in zip(keys.keys, dumps, strict=True):
+        if dumped is not None:
+            payload, ttl = dumped
+            calls.append(Call(("RESTORE", key, max(ttl, 0), payload, "REPLACE")))
+    return Plan(tuple(calls), lambda replies: None)
+
+
+def copy_flow(source: ThreadKeys, target: ThreadKeys) -> Flow[None]:
+    """Copy a thread onto another (two round trips: the keys live in other slots)."""
+    dumps = yield plan_copy_read(source)
+    if any(dumped is not None for dumped in dumps):
+        yield plan_copy_write(target, dumps)
+    return None
+
+
+def loads(serde: Any, typed: tuple[str, bytes], key: str, field: str) -> Any:
+    """A stored value, deserialized; CorruptCheckpointError names where it is."""
+    try:
+        return serde.loads_typed(typed)
+    except Exception as exc:
+        raise CorruptCheckpointError(key, field, f"{type(exc).__name__}: {exc}") from exc
+
+
+def thread_ids_flow(prefix: str, keep: Callable[[str], bool] = lambda _: True) -> Flow[list[str]]:
+    """The ids of every stored thread (SCAN; a cluster's every primary)."""
+    scan = thread_scan(prefix)
+    found: list[str] = []
+    seen: set[str] = set()
+    while batch := (yield scan):
+        for key in batch:
+            thread_id = thread_id_of(prefix, key)
+            if thread_id is not None and thread_id not in seen and keep(thread_id):
+                seen.add(thread_id)
+                found.append(thread_id)
+    return found

@@ -1,0 +1,570 @@
+"""LangGraph checkpointers on plain Redis: ``RedisSaver`` and ``AsyncRedisSaver``.
+
+No modules (RedisJSON, RediSearch): core commands and Lua, so they run on Memorystore,
+ElastiCache, Valkey and open-source Redis, standalone, Sentinel or cluster. Each saver
+call is one script in one round trip (see ``_checkpoint_core`` for the keys), retried
+through failovers like the chat stores' calls, and idempotent when re-sent.
+
+Switching from langgraph-checkpoint-redis is an import change: the same constructor
+(``redis_url``, ``redis_client``, ``connection_args``, ``ttl``) and ``from_conn_string``.
+Both classes serve the sync and the async API (``graph.get_state`` on an
+``AsyncRedisSaver``, ``ainvoke`` on a ``RedisSaver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+import redis.cluster
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from . import _checkpoint_core as core
+from ._async_driver import AsyncDriver
+from ._clients import AsyncClient, SyncClient, async_twin, redact_url
+from ._plan import run_plan
+from ._sync_driver import SyncDriver
+from .errors import InvalidCheckpointError, InvalidOptionError
+from .settings import StoreSettings
+
+__all__ = ["AsyncRedisSaver", "RedisSaver"]
+
+
+def _ttl_settings(ttl: Mapping[str, Any] | None) -> tuple[int, bool]:
+    """``ttl={"default_ttl": minutes, "refresh_on_read": bool}`` as (ms, refresh)."""
+    if ttl is None:
+        return 0, False
+    if not isinstance(ttl, Mapping):
+        raise InvalidOptionError(f"ttl must be a dict like {{'default_ttl': 60}}, not {ttl!r}")
+    unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
+    if unknown:
+        raise InvalidOptionError(f"unknown ttl option(s): {sorted(unknown)}")
+    minutes = ttl.get("default_ttl")
+    refresh = ttl.get("refresh_on_read", False)
+    if minutes is None:
+        return 0, False
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+        raise InvalidOptionError(f"ttl['default_ttl'] must be minutes > 0, got {minutes!r}")
+    if not isinstance(refresh, bool):
+        raise InvalidOptionError(f"ttl['refresh_on_read'] must be a bool, got {refresh!r}")
+    return max(1, round(minutes * 60_000)), refresh
+
+
+class _SaverBase(BaseCheckpointSaver[str]):
+    """What both savers share: keys, (de)serialization, and both APIs over two drivers."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        redis_client: Any = None,
+        connection_args: Mapping[str, Any] | None = None,
+        ttl: Mapping[str, Any] | None = None,
+        prefix: str = "lg",
+        serde: SerializerProtocol | None = None,
+        retry_deadline: float = 15.0,
+    ) -> None:
+        super().__init__(serde=serde)
+        if (redis_url is None) == (redis_client is None):
+            raise InvalidOptionError("pass either redis_url or redis_client, not both or neither")
+        if connection_args and redis_client is not None:
+            raise InvalidOptionError("connection_args go with redis_url, not redis_client")
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise InvalidOptionError(f"prefix must be a non-empty str without braces: {prefix!r}")
+        self.prefix = prefix
+        self.ttl = dict(ttl) if ttl else None
+        self._ttl_ms, self._refresh = _ttl_settings(ttl)
+        self._settings = StoreSettings.build(retry_deadline=retry_deadline)
+        self._url = redis_url
+        self._given_sync: SyncClient | None = None
+        self._given_async: AsyncClient | None = None
+        if connection_args:
+            self._given_sync = redis.Redis.from_url(redis_url or "", **connection_args)
+            self._url = None
+        elif isinstance(redis_client, (redis.Redis, redis.cluster.RedisCluster)):
+            self._given_sync = redis_client
+        elif isinstance(redis_client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
+            self._given_async = redis_client
+        elif redis_client is not None:
+            raise InvalidOptionError(
+                f"redis_client must be a redis-py client, not {type(redis_client).__name__}"
+            )
+        self._sync: SyncDriver | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncDriver] | None = None
+
+    def __repr__(self) -> str:
+        where = f"redis_url={redact_url(self._url)!r}" if self._url else "redis_client"
+        return f"{type(self).__name__}({where}, prefix={self.prefix!r})"
+
+    # Drivers: the URL's shared clients, or the user's client and its twin.
+
+    def _sync_driver(self) -> SyncDriver:
+        if self._sync is None:
+            if self._url is not None:
+                self._sync = SyncDriver.with_settings(self._settings, url=self._url)
+            elif self._given_sync is not None:
+                self._sync = SyncDriver.with_settings(self._settings, client=self._given_sync)
+            else:
+                raise InvalidOptionError(
+                    "the sync API of a saver over an asyncio client needs redis_url= or a "
+                    "sync redis_client"
+                )
+        return self._sync
+
+    def _async_driver(self) -> AsyncDriver:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            if self._url is not None:
+                driver = AsyncDriver.with_settings(self._settings, url=self._url)
+            elif self._given_async is not None:
+                driver = AsyncDriver.with_settings(self._settings, client=self._given_async)
+            else:
+                assert self._given_sync is not None
+                twin = async_twin(self._given_sync)
+                driver = AsyncDriver.with_settings(self._settings, client=twin)
+            self._async = (loop, driver)
+        return self._async[1]
+
+    def setup(self) -> None:
+        """Nothing to create (no indexes); kept for langgraph-checkpoint-redis's API."""
+
+    async def asetup(self) -> None:
+        """Async twin of :meth:`setup`."""
+
+    # Plans and results.
+
+    def _keys(self, thread_id: str) -> core.ThreadKeys:
+        return core.ThreadKeys(self.prefix, thread_id)
+
+    @staticmethod
+    def _ns(config: RunnableConfig) -> str:
+        return core.check_name("checkpoint_ns", config["configurable"].get("checkpoint_ns", ""))
+
+    def _put_plan(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> tuple[Any, RunnableConfig]:
+        thread_id = core.thread_of(config)
+        ns = self._ns(config)
+        copy = checkpoint.copy()
+        values: dict[str, Any] = copy.pop("channel_values")  # type: ignore[misc]
+        blobs = []
+        for channel, version in new_versions.items():
+            core.check_name("channel", channel)
+            typed = self.serde.dumps_typed(values[channel]) if channel in values else ("empty", b"")
+            blobs.append((channel, version, typed))
+        stored_metadata = get_checkpoint_metadata(config, metadata)
+        payload = self.serde.dumps_typed((copy, stored_metadata))
+        plan = core.plan_put(
+            self._keys(thread_id),
+            ns,
+            checkpoint["id"],
+            get_checkpoint_id(config),
+            payload,
+            stored_metadata,
+            checkpoint["channel_versions"],
+            blobs,
+            self._ttl_ms,
+        )
+        saved: RunnableConfig = {
+            "configurable": {
+                "thread_id": config["configurable"]["thread_id"],
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+        return plan, saved
+
+    def _writes_plan(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> Any:
+        thread_id = core.thread_of(config)
+        ns = self._ns(config)
+        checkpoint_id = config["configurable"].get("checkpoint_id")
+        if not checkpoint_id:
+            raise InvalidCheckpointError("put_writes needs config['configurable']['checkpoint_id']")
+        core.check_name("task_id", task_id)
+        core.check_name("task_path", task_path)
+        encoded = []
+        for idx, (channel, value) in enumerate(writes):
+            core.check_name("channel", channel)
+            encoded.append(
+                (WRITES_IDX_MAP.get(channel, idx), channel, self.serde.dumps_typed(value))
+            )
+        return core.plan_put_writes(
+            self._keys(thread_id), ns, checkpoint_id, task_id, task_path, encoded, self._ttl_ms
+        )
+
+    def _tuple(
+        self, thread_id: Any, keys: core.ThreadKeys, stored: core.StoredTuple
+    ) -> CheckpointTuple:
+        key_names = keys.keys
+        where = f"{stored.ns}/{stored.checkpoint_id}"
+        checkpoint, metadata = core.loads(self.serde, stored.payload, key_names[2], where)
+        values = {
+            channel: core.loads(self.serde, typed, key_names[4], f"{stored.ns}/{channel}")
+            for channel, typed in stored.blobs
+        }
+        pending = [
+            (task_id, channel, core.loads(self.serde, typed, key_names[6], where))
+            for task_id, channel, typed, _path, _idx in stored.writes
+        ]
+        config: RunnableConfig = {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": stored.ns,
+                "checkpoint_id": stored.checkpoint_id,
+            }
+        }
+        parent: RunnableConfig | None = None
+        if stored.parent_id:
+            parent = {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": stored.ns,
+                    "checkpoint_id": stored.parent_id,
+                }
+            }
+        return CheckpointTuple(
+            config=config,
+            checkpoint=cast("Checkpoint", {**checkpoint, "channel_values": values}),
+            metadata=metadata,
+            parent_config=parent,
+            pending_writes=pending,
+        )
+
+    def _get_plan(self, config: RunnableConfig) -> tuple[Any, core.ThreadKeys]:
+        keys = self._keys(core.thread_of(config))
+        plan = core.plan_get(keys, self._ns(config), get_checkpoint_id(config), self._refresh_ms)
+        return plan, keys
+
+    @property
+    def _refresh_ms(self) -> int:
+        return self._ttl_ms if self._refresh else 0
+
+    @staticmethod
+    def _filters(filter: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The filters a script can check (JSON scalars), and all of them."""
+        scalar = {
+            name: value
+            for name, value in (filter or {}).items()
+            if value is None or isinstance(value, (str, int, float, bool))
+        }
+        return scalar, dict(filter or {})
+
+    def get_next_version(self, current: str | int | float | None, channel: None) -> str:
+        """A version unique per branch: replaying or forking never reuses one, so a
+        branch's blobs are never overwritten (as InMemorySaver and Postgres do)."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(str(current).split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+
+class _SyncApi(_SaverBase):
+    """The sync half of both savers."""
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        plan, keys = self._get_plan(config)
+        stored = self._sync_driver()._drive(run_plan(plan))
+        return (
+            None
+            if stored is None
+            else self._tuple(config["configurable"]["thread_id"], keys, stored)
+        )
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        driver = self._sync_driver()
+        threads = (
+            [config["configurable"]["thread_id"]]
+            if config
+            else driver._drive(core.thread_ids_flow(self.prefix))
+        )
+        left = limit
+        for thread_id in threads:
+            for item in self._list_thread(driver, thread_id, config, filter, before, left):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
+
+    def _list_thread(
+        self,
+        driver: SyncDriver,
+        thread_id: Any,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Iterator[CheckpointTuple]:
+        configurable = (config or {}).get("configurable", {})
+        if configurable.get("checkpoint_id"):
+            found = self.get_tuple({"configurable": {**configurable, "thread_id": thread_id}})
+            if found is not None and _passes(found, filter, before):
+                yield found
+            return
+        keys = self._keys(str(thread_id))
+        ns = configurable.get("checkpoint_ns")
+        if ns is not None:
+            core.check_name("checkpoint_ns", ns)
+        scalar, everything = self._filters(filter)
+        before_id = get_checkpoint_id(before) if before else None
+        cursor, left = "", limit
+        while left is None or left > 0:
+            wanted = 64 if left is None else min(left, 64)
+            plan = core.plan_list_page(
+                keys, ns, before_id, cursor, wanted, scalar, self._refresh_ms
+            )
+            page = driver._drive(run_plan(plan))
+            for stored in page.found:
+                item = self._tuple(thread_id, keys, stored)
+                if _passes(item, everything, None):
+                    yield item
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
+            if not page.cursor:
+                return
+            cursor = page.cursor
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        plan, saved = self._put_plan(config, checkpoint, metadata, new_versions)
+        self._sync_driver()._drive(run_plan(plan))
+        return saved
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        plan = self._writes_plan(config, writes, task_id, task_path)
+        self._sync_driver()._drive(run_plan(plan))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._sync_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
+        self._sync_driver()._drive(flow)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        _check_strategy(strategy)
+        for thread_id in thread_ids:
+            keys = self._keys(str(thread_id))
+            if strategy == "delete":
+                self._sync_driver()._drive(run_plan(core.plan_delete(keys)))
+            elif self._sync_driver()._drive(run_plan(core.plan_prune(keys))) is None:
+                raise NotImplementedError(_DELTA_PRUNE.format(thread_id))
+
+
+class _AsyncApi(_SaverBase):
+    """The asyncio half of both savers."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        plan, keys = self._get_plan(config)
+        stored = await self._async_driver()._drive(run_plan(plan))
+        return (
+            None
+            if stored is None
+            else self._tuple(config["configurable"]["thread_id"], keys, stored)
+        )
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        driver = self._async_driver()
+        threads = (
+            [config["configurable"]["thread_id"]]
+            if config
+            else await driver._drive(core.thread_ids_flow(self.prefix))
+        )
+        left = limit
+        for thread_id in threads:
+            async for item in self._alist_thread(driver, thread_id, config, filter, before, left):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
+
+    async def _alist_thread(
+        self,
+        driver: AsyncDriver,
+        thread_id: Any,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        configurable = (config or {}).get("configurable", {})
+        if configurable.get("checkpoint_id"):
+            found = await self.aget_tuple(
+                {"configurable": {**configurable, "thread_id": thread_id}}
+            )
+            if found is not None and _passes(found, filter, before):
+                yield found
+            return
+        keys = self._keys(str(thread_id))
+        ns = configurable.get("checkpoint_ns")
+        if ns is not None:
+            core.check_name("checkpoint_ns", ns)
+        scalar, everything = self._filters(filter)
+        before_id = get_checkpoint_id(before) if before else None
+        cursor, left = "", limit
+        while left is None or left > 0:
+            wanted = 64 if left is None else min(left, 64)
+            plan = core.plan_list_page(
+                keys, ns, before_id, cursor, wanted, scalar, self._refresh_ms
+            )
+            page = await driver._drive(run_plan(plan))
+            for stored in page.found:
+                item = self._tuple(thread_id, keys, stored)
+                if _passes(item, everything, None):
+                    yield item
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
+            if not page.cursor:
+                return
+            cursor = page.cursor
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        plan, saved = self._put_plan(config, checkpoint, metadata, new_versions)
+        await self._async_driver()._drive(run_plan(plan))
+        return saved
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        plan = self._writes_plan(config, writes, task_id, task_path)
+        await self._async_driver()._drive(run_plan(plan))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._async_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
+        await self._async_driver()._drive(flow)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        _check_strategy(strategy)
+        for thread_id in thread_ids:
+            keys = self._keys(str(thread_id))
+            if strategy == "delete":
+                await self._async_driver()._drive(run_plan(core.plan_delete(keys)))
+            elif await self._async_driver()._drive(run_plan(core.plan_prune(keys))) is None:
+                raise NotImplementedError(_DELTA_PRUNE.format(thread_id))
+
+
+_DELTA_PRUNE = (
+    "thread {!r} has DeltaChannel checkpoints: keep_latest would lose the history their "
+    "values are rebuilt from (as PostgresSaver, refused); use strategy='delete'"
+)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in ("keep_latest", "delete"):
+        raise InvalidOptionError(f"strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+
+
+def _passes(
+    item: CheckpointTuple, filter: Mapping[str, Any] | None, before: RunnableConfig | None
+) -> bool:
+    """Whether a checkpoint passes ``filter`` (metadata equality, as InMemorySaver has
+    it) and ``before`` (an older id)."""
+    if before is not None:
+        before_id = get_checkpoint_id(before)
+        if before_id and item.config["configurable"]["checkpoint_id"] >= before_id:
+            return False
+    metadata = item.metadata or {}
+    return all(metadata.get(name) == value for name, value in (filter or {}).items())
+
+
+class RedisSaver(_SyncApi, _AsyncApi):
+    """A LangGraph checkpointer on plain Redis, over ``redis_url`` or a sync
+    ``redis_client`` (``redis.Redis``/``RedisCluster``); its async methods use an asyncio
+    twin of the client. ``ttl={"default_ttl": minutes, "refresh_on_read": bool}``; our
+    own options are keyword-only: ``prefix`` (key prefix, default ``"lg"``), ``serde``,
+    ``retry_deadline``."""
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, redis_url: str, **options: Any) -> Iterator[RedisSaver]:
+        """A saver over ``redis_url`` (shared client per URL), as a context manager."""
+        saver = cls(redis_url, **options)
+        saver.setup()
+        yield saver
+
+
+class AsyncRedisSaver(_SyncApi, _AsyncApi):
+    """:class:`RedisSaver` for asyncio code: the same keys and options; ``redis_client``
+    may be a ``redis.asyncio`` client (its sync API then needs ``redis_url``)."""
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls, redis_url: str, **options: Any
+    ) -> AsyncIterator[AsyncRedisSaver]:
+        """A saver over ``redis_url`` (shared clients per URL), as an async context manager."""
+        saver = cls(redis_url, **options)
+        await saver.asetup()
+        yield saver
