@@ -93,11 +93,13 @@ def thread_scan(prefix: str) -> Scan:
 
 
 def check_name(what: str, value: Any) -> str:
-    """Namespaces, channels, task ids and paths are str without NUL (the separator)."""
+    """Namespaces, channels, task ids and paths are str without NUL or U+001E (the
+    separators of the stored fields)."""
     if not isinstance(value, str):
         raise InvalidCheckpointError(f"{what} must be a str, not {type(value).__name__}")
-    if "\0" in value:
-        raise InvalidCheckpointError(f"{what} contains a NUL character: {value!r}")
+    for separator, name in (("\0", "NUL"), ("\x1e", "U+001E")):
+        if separator in value:
+            raise InvalidCheckpointError(f"{what} contains a {name} character: {value!r}")
     return value
 
 

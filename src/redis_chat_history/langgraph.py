@@ -88,8 +88,8 @@ class _SaverBase(BaseCheckpointSaver[str]):
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise InvalidOptionError(f"prefix must be a non-empty str without braces: {prefix!r}")
         self.prefix = prefix
-        self.ttl = dict(ttl) if ttl else None
         self._ttl_ms, self._refresh = _ttl_settings(ttl)
+        self.ttl = dict(ttl) if ttl else None
         self._settings = StoreSettings.build(retry_deadline=retry_deadline)
         self._url = redis_url
         self._given_sync: SyncClient | None = None
@@ -529,8 +529,9 @@ def _check_strategy(strategy: str) -> None:
 def _passes(
     item: CheckpointTuple, filter: Mapping[str, Any] | None, before: RunnableConfig | None
 ) -> bool:
-    """Whether a checkpoint passes ``filter`` (metadata equality, as InMemorySaver has
-    it) and ``before`` (an older id)."""
+    """Whether a checkpoint passes ``filter`` (each key's value equal, a missing key
+    counting as None, as InMemorySaver has it; the scripts compare JSON scalars by type,
+    so ``1`` does not match ``True``, as in Postgres) and ``before`` (an older id)."""
     if before is not None:
         before_id = get_checkpoint_id(before)
         if before_id and item.config["configurable"]["checkpoint_id"] >= before_id:
