@@ -314,11 +314,6 @@ def test_bad_ttl_dicts(cls: type, ttl: dict[str, Any]) -> None:
         cls("redis://127.0.0.1:1/0", ttl=ttl)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: _SaverBase.__init__ runs dict(ttl) before _ttl_settings checks "
-    "the type, so a non-mapping ttl raises TypeError/ValueError, not InvalidOptionError",
-)
 @pytest.mark.parametrize("ttl", [5, "60"])
 @pytest.mark.parametrize("cls", [RedisSaver, AsyncRedisSaver])
 def test_non_mapping_ttl(cls: type, ttl: Any) -> None:
@@ -862,12 +857,6 @@ async def test_from_conn_string_and_given_clients(redis_url: str, topology: str)
         RedisSaver(redis_url, prefix="a{b}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: the cv field joins 'channel \\0 version' pairs with \\x1e and check_name "
-    "refuses only NUL, so a channel name holding \\x1e is split on read and its value is "
-    "silently dropped",
-)
 async def test_channel_name_with_record_separator(make: Any, client: Any) -> None:
     """A channel name with \\x1e either round-trips or is refused with nothing written."""
     saver = make()
