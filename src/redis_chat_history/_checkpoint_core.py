@@ -313,11 +313,59 @@ return reply
 """
 )
 
+# drop(member) deletes one checkpoint with its writes; sweep() then cuts parent links to
+# dropped checkpoints and deletes the blobs no remaining checkpoint refers to.
+_DROP_LUA = """
+local function drop(member)
+  local cut = string.find(member, '\\0', 1, true)
+  local ns, id = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+  redis.call('HDEL', KEYS[3], member)
+  redis.call('HDEL', KEYS[4], member)
+  redis.call('HDEL', KEYS[6], member)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], id .. '\\0' .. ns)
+  local writes = redis.call('ZRANGEBYLEX', KEYS[8], '[' .. member .. '\\0',
+                            '(' .. member .. '\\1')
+  for _, field in ipairs(writes) do
+    redis.call('HDEL', KEYS[7], field)
+    redis.call('ZREM', KEYS[8], field)
+  end
+end
+local function sweep()
+  local referenced = {}
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local cut = string.find(member, '\\0', 1, true)
+    local ns = string.sub(member, 1, cut - 1)
+    local cv = redis.call('HGET', KEYS[4], member) or ''
+    local parent_end = string.find(cv, '\\30', 1, true)
+    local parent = parent_end and string.sub(cv, 1, parent_end - 1) or cv
+    if parent ~= '' and redis.call('HEXISTS', KEYS[3], ns .. '\\0' .. parent) == 0 then
+      cv = parent_end and string.sub(cv, parent_end) or ''
+      redis.call('HSET', KEYS[4], member, cv)
+    end
+    local first = true
+    for part in string.gmatch(cv, '([^\\30]*)') do
+      if first then
+        first = false
+      elseif part ~= '' then
+        referenced[ns .. '\\0' .. part] = true
+      end
+    end
+  end
+  for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
+    if not referenced[field] then
+      redis.call('HDEL', KEYS[5], field)
+    end
+  end
+end
+"""
+
 # Keep the newest checkpoint of each namespace; drop the others with their writes, the
 # blobs no kept checkpoint refers to, and parent links to dropped checkpoints. A thread
 # with DeltaChannel checkpoints is refused ({'DELTA'}): its values need the ancestors.
 PRUNE_SCRIPT = Script(
     _CHECK_LUA
+    + _DROP_LUA
     + """
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 local newest = {}
@@ -329,55 +377,69 @@ for _, member in ipairs(members) do
   local cut = string.find(member, '\\0', 1, true)
   newest[string.sub(member, 1, cut - 1)] = member
 end
-local kept, referenced, dropped = {}, {}, 0
+local kept, dropped = {}, 0
 for _, member in pairs(newest) do
   kept[member] = true
 end
 for _, member in ipairs(members) do
   if not kept[member] then
-    local cut = string.find(member, '\\0', 1, true)
-    local ns, id = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
-    redis.call('HDEL', KEYS[3], member)
-    redis.call('HDEL', KEYS[4], member)
-    redis.call('HDEL', KEYS[6], member)
-    redis.call('ZREM', KEYS[1], member)
-    redis.call('ZREM', KEYS[2], id .. '\\0' .. ns)
-    local writes = redis.call('ZRANGEBYLEX', KEYS[8], '[' .. member .. '\\0',
-                              '(' .. member .. '\\1')
-    for _, field in ipairs(writes) do
-      redis.call('HDEL', KEYS[7], field)
-      redis.call('ZREM', KEYS[8], field)
-    end
+    drop(member)
     dropped = dropped + 1
   end
 end
-for member in pairs(kept) do
-  local cut = string.find(member, '\\0', 1, true)
-  local ns = string.sub(member, 1, cut - 1)
-  local cv = redis.call('HGET', KEYS[4], member) or ''
-  local parent_end = string.find(cv, '\\30', 1, true)
-  local parent = parent_end and string.sub(cv, 1, parent_end - 1) or cv
-  if parent ~= '' and redis.call('HEXISTS', KEYS[3], ns .. '\\0' .. parent) == 0 then
-    cv = parent_end and string.sub(cv, parent_end) or ''
-    redis.call('HSET', KEYS[4], member, cv)
-  end
-  local first = true
-  for part in string.gmatch(cv, '([^\\30]*)') do
-    if first then
-      first = false
-    elseif part ~= '' then
-      referenced[ns .. '\\0' .. part] = true
-    end
+sweep()
+return {dropped}
+"""
+)
+
+# ARGV: a run id. Drop the thread's checkpoints whose metadata names that run (with their
+# writes), then sweep. Reply: {how many were dropped}.
+DELETE_RUN_SCRIPT = Script(
+    _CHECK_LUA
+    + _DROP_LUA
+    + """
+local dropped = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local raw = redis.call('HGET', KEYS[6], member)
+  local ok, metadata = pcall(cjson.decode, raw or '{}')
+  if ok and type(metadata) == 'table' and metadata['run_id'] == ARGV[1] then
+    drop(member)
+    dropped = dropped + 1
   end
 end
-for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
-  if not referenced[field] then
-    redis.call('HDEL', KEYS[5], field)
-  end
+if dropped > 0 then
+  sweep()
 end
 return {dropped}
 """
 )
+
+
+def run_key(prefix: str, run_id: str) -> str:
+    """The set of threads a run wrote checkpoints to (for delete_for_runs)."""
+    return f"{prefix}:run:{{{encode_tag(run_id)}}}"
+
+
+def plan_delete_run(keys: ThreadKeys, run_id: str) -> Plan[int]:
+    """Drop one thread's checkpoints of a run; how many went."""
+    all_keys = keys.keys
+    call = Call((run_id,), script=DELETE_RUN_SCRIPT, keys=all_keys)
+    return Plan((call,), lambda replies: int(_check(replies[0], all_keys)[0]))
+
+
+def delete_runs_flow(prefix: str, run_ids: Sequence[str]) -> Flow[int]:
+    """Delete every checkpoint (and its writes) of the runs: each run's thread set, then
+    one script per thread, then the set. Returns how many checkpoints went."""
+    dropped = 0
+    for run_id in run_ids:
+        key = run_key(prefix, check_name("run_id", str(run_id)))
+        threads = yield Plan(
+            (Call(("SMEMBERS", key)),), lambda replies: list(replies[0]), (key, "set")
+        )
+        for thread in threads:
+            dropped += yield plan_delete_run(ThreadKeys(prefix, text(thread)), str(run_id))
+        yield Plan((Call(("UNLINK", key)),), lambda replies: None)
+    return dropped
 
 
 def _payload(typed: tuple[str, bytes]) -> bytes:
@@ -436,8 +498,16 @@ def plan_put(
     for channel, version, blob in new_blobs:
         args += [f"{channel}\0{version}", _payload(blob)]
     all_keys = keys.keys
-    call = Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)
-    return Plan((call,), lambda replies: _check(replies[0], all_keys) and None)
+    calls = [Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)]
+    run_id = metadata.get("run_id")
+    if isinstance(run_id, str) and run_id:
+        # The run's thread set, for delete_for_runs (another slot: same round trip, not
+        # atomic with the put; a set member without checkpoints is harmless).
+        index = run_key(keys.prefix, run_id)
+        calls.append(Call(("SADD", index, keys.thread_id)))
+        if ttl_ms:
+            calls.append(Call(("PEXPIRE", index, ttl_ms)))
+    return Plan(tuple(calls), lambda replies: _check(replies[0], all_keys) and None)
 
 
 def plan_put_writes(

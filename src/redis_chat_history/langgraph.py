@@ -386,6 +386,11 @@ class _SyncApi(_SaverBase):
     def delete_thread(self, thread_id: str) -> None:
         self._sync_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
 
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete every checkpoint (with its writes) that these runs wrote, in any thread,
+        through a per-run thread set (no keyspace scan)."""
+        self._sync_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
         self._sync_driver()._drive(flow)
@@ -500,6 +505,9 @@ class _AsyncApi(_SaverBase):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._async_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._async_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
