@@ -442,6 +442,121 @@ def delete_runs_flow(prefix: str, run_ids: Sequence[str]) -> Flow[int]:
     return dropped
 
 
+# ARGV: ns, id ('' = the newest), the channels. Walk the parent chain from the target's
+# parent; per ancestor: {id, {write fields}, {write values} (of the channels still
+# walking), {channel, blob, ...} for channels whose blob there ends their walk}.
+DELTA_SCRIPT = Script(
+    _CHECK_LUA
+    + """
+local ns, id = ARGV[1], ARGV[2]
+if id == '' then
+  local latest = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ns .. '\\1', '[' .. ns .. '\\0',
+                            'LIMIT', 0, 1)
+  if #latest == 0 then
+    return {}
+  end
+  id = string.sub(latest[1], #ns + 2)
+end
+local remaining, left = {}, 0
+for i = 3, #ARGV do
+  if not remaining[ARGV[i]] then
+    remaining[ARGV[i]] = true
+    left = left + 1
+  end
+end
+local function parent_and_versions(member)
+  local cv = redis.call('HGET', KEYS[4], member)
+  if not cv then
+    return nil, nil
+  end
+  local parent, versions, first = nil, {}, true
+  for part in string.gmatch(cv, '([^\\30]*)') do
+    if first then
+      parent, first = part, false
+    elseif part ~= '' then
+      local cut = string.find(part, '\\0', 1, true)
+      versions[string.sub(part, 1, cut - 1)] = string.sub(part, cut + 1)
+    end
+  end
+  return parent, versions
+end
+local reply = {}
+local current = parent_and_versions(ns .. '\\0' .. id)
+while current and current ~= '' and left > 0 do
+  local member = ns .. '\\0' .. current
+  local parent, versions = parent_and_versions(member)
+  if not versions then
+    break
+  end
+  local seeds = {}
+  for channel in pairs(remaining) do
+    local version = versions[channel]
+    if version then
+      local blob = redis.call('HGET', KEYS[5], ns .. '\\0' .. channel .. '\\0' .. version)
+      if blob and string.sub(blob, 1, 6) ~= 'empty\\0' then
+        seeds[#seeds + 1] = channel
+        seeds[#seeds + 1] = blob
+      end
+    end
+  end
+  local fields, values = {}, {}
+  local all = redis.call('ZRANGEBYLEX', KEYS[8], '[' .. member .. '\\0', '(' .. member .. '\\1')
+  for _, field in ipairs(all) do
+    local value = redis.call('HGET', KEYS[7], field)
+    if value then
+      local a = string.find(value, '\\0', 1, true)
+      local b = a and string.find(value, '\\0', a + 1, true)
+      if b and remaining[string.sub(value, a + 1, b - 1)] then
+        fields[#fields + 1] = field
+        values[#values + 1] = value
+      end
+    end
+  end
+  reply[#reply + 1] = {current, fields, values, seeds}
+  for i = 1, #seeds, 2 do
+    remaining[seeds[i]] = nil
+    left = left - 1
+  end
+  current = parent
+end
+return reply
+"""
+)
+
+
+class Ancestor(NamedTuple):
+    """One checkpoint on a delta walk: its writes of the walked channels (LangGraph's
+    order), and the blobs that end some channels' walks there."""
+
+    checkpoint_id: str
+    writes: list[Write]
+    seeds: dict[str, tuple[str, bytes]]
+
+
+def plan_delta_walk(
+    keys: ThreadKeys, ns: str, checkpoint_id: str | None, channels: Sequence[str]
+) -> Plan[list[Ancestor]]:
+    """The parent chain of a checkpoint, as get_delta_channel_history walks it, in one
+    round trip: each ancestor's writes of the channels, until each channel's seed."""
+    all_keys = keys.keys
+    names = [check_name("channel", channel) for channel in channels]
+
+    def parse(replies: list[Any]) -> list[Ancestor]:
+        found = []
+        for ancestor_id, fields, values, seeds in _check(replies[0], all_keys):
+            where = f"{ns}/{text(ancestor_id)}"
+            seed_map = {
+                text(seeds[i]): _typed(bytes(seeds[i + 1])) for i in range(0, len(seeds), 2)
+            }
+            found.append(
+                Ancestor(text(ancestor_id), _writes(fields, values, all_keys, where), seed_map)
+            )
+        return found
+
+    call = Call((ns, checkpoint_id or "", *names), script=DELTA_SCRIPT, keys=all_keys, raw=True)
+    return Plan((call,), parse)
+
+
 def _payload(typed: tuple[str, bytes]) -> bytes:
     kind, data = typed
     return kind.encode() + b"\0" + bytes(data)
@@ -541,7 +656,7 @@ class StoredTuple(NamedTuple):
     parent_id: str | None
     payload: tuple[str, bytes]
     blobs: list[tuple[str, tuple[str, bytes]]]  # (channel, typed value), "empty" left out
-    writes: list[tuple[str, str, tuple[str, bytes], str, int]]  # task, channel, value, path, idx
+    writes: list[tuple[str, str, tuple[str, bytes], str, int]]  # see Write
 
 
 def _stored(found: Sequence[Any], keys: Sequence[str]) -> StoredTuple:
@@ -557,8 +672,19 @@ def _stored(found: Sequence[Any], keys: Sequence[str]) -> StoredTuple:
         typed = _typed(bytes(value))
         if typed[0] != "empty":
             blobs.append((channel, typed))
-    writes = []
-    for field, value in zip(write_fields, write_values, strict=True):
+    writes = _writes(write_fields, write_values, keys, f"{ns}/{checkpoint_id}")
+    return StoredTuple(ns, checkpoint_id, parent, _typed(bytes(payload)), blobs, writes)
+
+
+Write = tuple[str, str, tuple[str, bytes], str, int]  # task, channel, value, path, idx
+
+
+def _writes(
+    fields: Sequence[Any], values: Sequence[Any], keys: Sequence[str], where: str
+) -> list[Write]:
+    """A checkpoint's writes, in LangGraph's order (task path, task id, idx)."""
+    writes: list[Write] = []
+    for field, value in zip(fields, values, strict=True):
         if value is None:
             continue
         *_, task_id, idx = bytes(field).split(b"\0")
@@ -575,9 +701,9 @@ def _stored(found: Sequence[Any], keys: Sequence[str]) -> StoredTuple:
                 )
             )
         except ValueError as exc:
-            raise CorruptCheckpointError(keys[6], f"{ns}/{checkpoint_id}", str(exc)) from exc
+            raise CorruptCheckpointError(keys[6], where, str(exc)) from exc
     writes.sort(key=lambda w: (w[3], w[0], w[4]))
-    return StoredTuple(ns, checkpoint_id, parent, _typed(bytes(payload)), blobs, writes)
+    return writes
 
 
 def plan_get(

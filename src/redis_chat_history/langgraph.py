@@ -30,6 +30,8 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
@@ -261,6 +263,37 @@ class _SaverBase(BaseCheckpointSaver[str]):
         plan = core.plan_get(keys, self._ns(config), get_checkpoint_id(config), self._refresh_ms)
         return plan, keys
 
+    def _delta_plan(self, config: RunnableConfig, channels: Sequence[str]) -> Any:
+        keys = self._keys(core.thread_of(config))
+        return core.plan_delta_walk(
+            keys, self._ns(config), get_checkpoint_id(config), channels
+        ), keys
+
+    def _delta_history(
+        self, keys: core.ThreadKeys, channels: Sequence[str], chain: list[core.Ancestor]
+    ) -> dict[str, DeltaChannelHistory]:
+        """Each channel's writes oldest first along the walked chain, and its seed (the
+        value at the ancestor that ends its walk), as InMemorySaver builds them."""
+        blob_key, writes_key = keys.keys[4], keys.keys[6]
+        collected: dict[str, list[PendingWrite]] = {channel: [] for channel in channels}
+        seeds: dict[str, Any] = {}
+        for ancestor in chain:
+            for task_id, channel, typed, _path, _idx in reversed(ancestor.writes):
+                if channel in collected and channel not in seeds:
+                    value = core.loads(self.serde, typed, writes_key, ancestor.checkpoint_id)
+                    collected[channel].append((task_id, channel, value))
+            for channel, typed in ancestor.seeds.items():
+                seeds[channel] = core.loads(
+                    self.serde, typed, blob_key, f"{channel}@{ancestor.checkpoint_id}"
+                )
+        result: dict[str, DeltaChannelHistory] = {}
+        for channel in channels:
+            history: DeltaChannelHistory = {"writes": list(reversed(collected[channel]))}
+            if channel in seeds:
+                history["seed"] = seeds[channel]
+            result[channel] = history
+        return result
+
     @property
     def _refresh_ms(self) -> int:
         return self._ttl_ms if self._refresh else 0
@@ -386,6 +419,16 @@ class _SyncApi(_SaverBase):
     def delete_thread(self, thread_id: str) -> None:
         self._sync_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
 
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """The DeltaChannel writes along the checkpoint's parent chain, in one round trip
+        however deep the chain (the base class walks one round trip per ancestor)."""
+        if not channels:
+            return {}
+        plan, keys = self._delta_plan(config, channels)
+        return self._delta_history(keys, channels, self._sync_driver()._drive(run_plan(plan)))
+
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete every checkpoint (with its writes) that these runs wrote, in any thread,
         through a per-run thread set (no keyspace scan)."""
@@ -505,6 +548,15 @@ class _AsyncApi(_SaverBase):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._async_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        if not channels:
+            return {}
+        plan, keys = self._delta_plan(config, channels)
+        chain = await self._async_driver()._drive(run_plan(plan))
+        return self._delta_history(keys, channels, chain)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         await self._async_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
