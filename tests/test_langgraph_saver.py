@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import AsyncIterator, Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import pytest
@@ -21,6 +22,7 @@ pytest.importorskip("langgraph.checkpoint.base")
 
 import redis
 import redis.asyncio
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
@@ -868,3 +870,96 @@ async def test_channel_name_with_record_separator(make: Any, client: Any) -> Non
         assert stored_keys(client) == set()
         return
     assert (await saver.get_tuple(saved)).checkpoint["channel_values"] == {odd: 1, "c": 2}
+
+
+# --- DeltaChannel walks and delete_for_runs -------------------------------------------------
+
+
+def _extend(current: Any, writes: Sequence[Any]) -> list[Any]:
+    out = list(current or [])
+    for write in writes:
+        out.extend(write)
+    return out
+
+
+class DeltaState(TypedDict):
+    items: Annotated[list[Any], DeltaChannel(_extend, snapshot_frequency=3)]
+
+
+def _delta_graph() -> Any:
+    def first(state: DeltaState) -> dict[str, Any]:
+        return {"items": [f"a{len(state['items'])}"]}
+
+    def second(state: DeltaState) -> dict[str, Any]:
+        return {"items": [f"b{len(state['items'])}"]}
+
+    builder = StateGraph(DeltaState)
+    builder.add_node("first", first)
+    builder.add_node("second", second)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    return builder
+
+
+async def test_delta_channel_history_equals_in_memory(make: Any) -> None:
+    """A DeltaChannel graph over 7 invokes: state, history and the delta walk (one round
+    trip here) equal InMemorySaver's, from the newest checkpoint and from older ones."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    builder = _delta_graph()
+    ours = make(prefix=f"d{os.urandom(3).hex()}")
+    reference = InMemorySaver()
+    config = cfg("delta")
+    graphs = {
+        "ours": (builder.compile(checkpointer=ours.target), ours),
+        "memory": (builder.compile(checkpointer=reference), Both(reference, ours.use_async)),
+    }
+    seen: dict[str, Any] = {}
+    for name, (graph, saver) in graphs.items():
+        run = Both(graph, saver.use_async)
+        for turn in range(7):
+            await run.invoke({"items": [f"in{turn}"]}, config)
+        history = await run.get_state_history(config)
+        walks = []
+        for snapshot in history[:6]:
+            walk = await saver.get_delta_channel_history(
+                config=snapshot.config, channels=["items", "missing"]
+            )
+            walks.append(
+                {
+                    channel: (entry.get("seed"), [(c, v) for _t, c, v in entry["writes"]])
+                    for channel, entry in walk.items()
+                }
+            )
+        seen[name] = ([s.values for s in history], walks)
+    assert seen["ours"] == seen["memory"]
+    assert await ours.get_delta_channel_history(config=config, channels=[]) == {}
+
+
+async def test_delete_for_runs_across_threads(make: Any, client: Any) -> None:
+    """delete_for_runs removes a run's checkpoints and writes in every thread (found through
+    the run's thread set, which goes too) and leaves other runs alone."""
+    saver = make(prefix="runs")
+    stored = {}
+    for thread in ("t1", "t2"):
+        for run in ("r1", "r2"):
+            checkpoint = make_checkpoint({"c": f"{thread}{run}"}, {"c": f"0000{len(stored)}"})
+            metadata: dict[str, Any] = {"source": "loop", "step": 1, "run_id": run}
+            saved = await saver.put(
+                cfg(thread, "", stored.get(thread)),
+                checkpoint,
+                metadata,
+                {"c": checkpoint["channel_versions"]["c"]},
+            )
+            await saver.put_writes(saved, [("c", run)], "task")
+            stored[thread] = saved["configurable"]["checkpoint_id"]
+    assert client.exists("runs:run:{r1}") == 1
+    await saver.delete_for_runs(["r1", "nothing"])
+    for thread in ("t1", "t2"):
+        left = await saver.list(cfg(thread))
+        assert [item.metadata["run_id"] for item in left] == ["r2"]
+        assert left[0].pending_writes == [("task", "c", "r2")]
+        assert left[0].parent_config is None  # its parent (run r1) went
+    assert client.exists("runs:run:{r1}") == 0
+    await saver.delete_for_runs([])
