@@ -963,3 +963,39 @@ async def test_delete_for_runs_across_threads(make: Any, client: Any) -> None:
         assert left[0].parent_config is None  # its parent (run r1) went
     assert client.exists("runs:run:{r1}") == 0
     await saver.delete_for_runs([])
+
+
+async def test_import_messages_starts_a_thread_an_agent_continues(make: Any) -> None:
+    """A chat session's messages imported as a thread's starting state: a create_agent
+    agent sees them before the new question, as after update_state(as_node="model"); a
+    thread with checkpoints is refused."""
+    agents = pytest.importorskip("langchain.agents")
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    seen: list[list[str]] = []
+
+    class Recording(GenericFakeChatModel):
+        def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append([str(m.content) for m in messages])
+            return super()._generate(messages, *args, **kwargs)
+
+    saver = make(prefix=f"imp{os.urandom(3).hex()}")
+    old = [HumanMessage("hi, I'm Bob"), AIMessage("Hello Bob")]
+    saved = await saver.import_messages("bob", old)
+    assert saved["configurable"]["thread_id"] == "bob"
+    with pytest.raises(InvalidCheckpointError):
+        await saver.import_messages("bob", old)
+    agent = agents.create_agent(
+        Recording(messages=iter([AIMessage("You are Bob")])), [], checkpointer=saver.target
+    )
+    run = Both(agent, saver.use_async)
+    config = cfg("bob")
+    state = await run.get_state(config)
+    assert state.next == () and [m.content for m in state.values["messages"]] == [
+        "hi, I'm Bob",
+        "Hello Bob",
+    ]
+    out = await run.invoke({"messages": [HumanMessage("what is my name?")]}, config)
+    assert seen == [["hi, I'm Bob", "Hello Bob", "what is my name?"]]
+    assert [m.content for m in out["messages"]][-1] == "You are Bob"

@@ -32,6 +32,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
     PendingWrite,
+    empty_checkpoint,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
@@ -294,6 +295,24 @@ class _SaverBase(BaseCheckpointSaver[str]):
             result[channel] = history
         return result
 
+    def _import_plan(
+        self, thread_id: Any, messages: Sequence[Any], checkpoint_ns: str, channel: str
+    ) -> tuple[Any, RunnableConfig]:
+        """The checkpoint that starts a thread with ``messages`` in ``channel``: what
+        ``agent.update_state(config, {"messages": messages}, as_node="model")`` stores for
+        a new ``create_agent`` thread, made without the graph."""
+        from langgraph.graph.message import add_messages  # the langgraph package itself
+
+        checkpoint = empty_checkpoint()
+        version = self.get_next_version(None, None)
+        checkpoint["channel_values"] = {channel: add_messages([], list(messages))}
+        checkpoint["channel_versions"] = {channel: version}
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+        }
+        metadata: CheckpointMetadata = {"source": "update", "step": -1, "parents": {}}
+        return self._put_plan(config, checkpoint, metadata, {channel: version})
+
     @property
     def _refresh_ms(self) -> int:
         return self._ttl_ms if self._refresh else 0
@@ -429,6 +448,25 @@ class _SyncApi(_SaverBase):
         plan, keys = self._delta_plan(config, channels)
         return self._delta_history(keys, channels, self._sync_driver()._drive(run_plan(plan)))
 
+    def import_messages(
+        self,
+        thread_id: Any,
+        messages: Sequence[Any],
+        *,
+        checkpoint_ns: str = "",
+        channel: str = "messages",
+    ) -> RunnableConfig:
+        """Start a new thread with a conversation (e.g. a chat session's
+        ``history.messages``), so a ``create_agent`` agent continues it. A thread that
+        already has a checkpoint in the namespace is refused (InvalidCheckpointError)."""
+        if self.get_tuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+        ):
+            raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
+        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
+        self._sync_driver()._drive(run_plan(plan))
+        return saved
+
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete every checkpoint (with its writes) that these runs wrote, in any thread,
         through a per-run thread set (no keyspace scan)."""
@@ -557,6 +595,24 @@ class _AsyncApi(_SaverBase):
         plan, keys = self._delta_plan(config, channels)
         chain = await self._async_driver()._drive(run_plan(plan))
         return self._delta_history(keys, channels, chain)
+
+    async def aimport_messages(
+        self,
+        thread_id: Any,
+        messages: Sequence[Any],
+        *,
+        checkpoint_ns: str = "",
+        channel: str = "messages",
+    ) -> RunnableConfig:
+        """Async twin of :meth:`import_messages`."""
+        existing = await self.aget_tuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+        )
+        if existing:
+            raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
+        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
+        await self._async_driver()._drive(run_plan(plan))
+        return saved
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         await self._async_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
