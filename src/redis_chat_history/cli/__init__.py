@@ -50,7 +50,16 @@ except ImportError as _error:  # the [cli] extra is not installed
 
 else:
     # Importing a command module registers its commands on ``main``.
-    from . import browse, demo, doctor, embedded, manage  # noqa: F401
+    # threads/thread: LangGraph is imported inside those commands, so they are always
+    # registered and say what to install when the [langgraph] extra is missing.
+    from . import (  # noqa: F401
+        browse,
+        demo,
+        doctor,
+        embedded,
+        manage,
+        threads,
+    )
 
     if importlib.util.find_spec(f"{__name__}.transfer") is not None:
         from . import transfer  # type: ignore[attr-defined,unused-ignore]  # noqa: F401  (export/import/migrate)
