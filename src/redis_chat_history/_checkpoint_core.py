@@ -772,36 +772,56 @@ def plan_prune(keys: ThreadKeys) -> Plan[int | None]:
     return Plan((Call((), script=PRUNE_SCRIPT, keys=all_keys),), parse)
 
 
-def plan_copy_read(keys: ThreadKeys) -> Plan[list[tuple[bytes, int] | None]]:
-    """DUMP and PTTL of each key of a thread (None for a missing key)."""
-    calls = []
-    for key in keys.keys:
-        calls += [Call(("DUMP", key), raw=True), Call(("PTTL", key))]
+Contents = list[tuple[str, list[bytes], int]]  # per key: its type, flat items, pttl ms
 
-    def parse(replies: list[Any]) -> list[tuple[bytes, int] | None]:
+
+def _flat(reply: Any) -> list[bytes]:
+    """A hash's fields and values (or a zset's members) as one flat list of bytes,
+    whatever shape redis-py's reply callbacks gave them."""
+    if isinstance(reply, dict):
+        return [bytes(item) for pair in reply.items() for item in pair]
+    return [bytes(item) for item in reply]
+
+
+def plan_copy_read(keys: ThreadKeys) -> Plan[Contents]:
+    """Every key of a thread with its ttl, read in one round trip (plain reads: DUMP and
+    RESTORE are @dangerous, which restricted ACL users and managed services refuse)."""
+    calls = []
+    for part, key in zip(PARTS, keys.keys, strict=True):
+        read = ("ZRANGE", key, 0, -1) if part in ("idx", "ord", "wi") else ("HGETALL", key)
+        calls += [Call(read, raw=True), Call(("PTTL", key))]
+
+    def parse(replies: list[Any]) -> Contents:
         return [
-            None if dump is None else (bytes(dump), int(ttl))
-            for dump, ttl in zip(replies[::2], replies[1::2], strict=True)
+            ("zset" if part in ("idx", "ord", "wi") else "hash", _flat(items), int(ttl))
+            for part, items, ttl in zip(PARTS, replies[::2], replies[1::2], strict=True)
         ]
 
     return Plan(tuple(calls), parse)
 
 
-def plan_copy_write(keys: ThreadKeys, dumps: Sequence[tuple[bytes, int] | None]) -> Plan[None]:
-    """Replace the thread's keys with the dumped ones (a missing one is deleted)."""
+def plan_copy_write(keys: ThreadKeys, contents: Contents) -> Plan[None]:
+    """Replace the thread's keys with the copied contents (one round trip, one slot)."""
     calls = [Call(("UNLINK", *keys.keys))]
-    for key, dumped in zip(keys.keys, dumps, strict=True):
-        if dumped is not None:
-            payload, ttl = dumped
-            calls.append(Call(("RESTORE", key, max(ttl, 0), payload, "REPLACE")))
+    for key, (kind, items, ttl) in zip(keys.keys, contents, strict=True):
+        if kind == "hash":
+            for start in range(0, len(items), 1000):
+                calls.append(Call(("HSET", key, *items[start : start + 1000])))
+        else:
+            for start in range(0, len(items), 500):
+                chunk = items[start : start + 500]
+                calls.append(Call(("ZADD", key, *(x for member in chunk for x in (0, member)))))
+        if items and ttl > 0:
+            calls.append(Call(("PEXPIRE", key, ttl)))
     return Plan(tuple(calls), lambda replies: None)
 
 
 def copy_flow(source: ThreadKeys, target: ThreadKeys) -> Flow[None]:
-    """Copy a thread onto another (two round trips: the keys live in other slots)."""
-    dumps = yield plan_copy_read(source)
-    if any(dumped is not None for dumped in dumps):
-        yield plan_copy_write(target, dumps)
+    """Copy a thread onto another, replacing it (two round trips: the keys live in other
+    slots). A missing source leaves the target as it is."""
+    contents = yield plan_copy_read(source)
+    if any(items for _kind, items, _ttl in contents):
+        yield plan_copy_write(target, contents)
     return None
 
 
