@@ -999,3 +999,28 @@ async def test_import_messages_starts_a_thread_an_agent_continues(make: Any) -> 
     out = await run.invoke({"messages": [HumanMessage("what is my name?")]}, config)
     assert seen == [["hi, I'm Bob", "Hello Bob", "what is my name?"]]
     assert [m.content for m in out["messages"]][-1] == "You are Bob"
+
+
+def test_sync_and_async_methods_mirror_each_other() -> None:
+    """Every saver method has its asyncio twin (``a`` + name) with the same parameters, on
+    both classes (the twins are written by hand, so this keeps them from drifting)."""
+    pairs = [
+        "get_tuple",
+        "list",
+        "put",
+        "put_writes",
+        "delete_thread",
+        "delete_for_runs",
+        "copy_thread",
+        "prune",
+        "get_delta_channel_history",
+        "import_messages",
+        "setup",
+    ]
+    for cls in (RedisSaver, AsyncRedisSaver):
+        for name in pairs:
+            sync, twin = getattr(cls, name), getattr(cls, f"a{name}")
+            assert list(inspect.signature(sync).parameters) == list(
+                inspect.signature(twin).parameters
+            ), name
+            assert inspect.iscoroutinefunction(twin) or inspect.isasyncgenfunction(twin), name
