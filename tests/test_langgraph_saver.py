@@ -1024,3 +1024,28 @@ def test_sync_and_async_methods_mirror_each_other() -> None:
                 inspect.signature(twin).parameters
             ), name
             assert inspect.iscoroutinefunction(twin) or inspect.isasyncgenfunction(twin), name
+
+
+async def test_large_values_are_stored_compressed(make: Any, client: Any) -> None:
+    """Values of at least compress_over bytes are stored zlib-compressed (the stored type
+    says so) and read back unchanged; compress_over=None stores them as they are; a
+    damaged compressed value is a CorruptCheckpointError naming key and field."""
+    big = "the same conversation again " * 400  # ~11 KB
+    for over, compressed in ((4096, True), (None, False)):
+        saver = make(prefix=f"z{os.urandom(3).hex()}", compress_over=over)
+        checkpoint = make_checkpoint({"messages": big}, {"messages": "00001"})
+        saved = await saver.put(cfg("t", ""), checkpoint, {}, {"messages": "00001"})
+        blob_key = f"{saver.target.prefix}:{{t}}:blob"
+        stored = client.hget(blob_key, b"\0messages\x0000001")
+        assert stored.startswith(b"z:") is compressed
+        assert len(stored) < len(big) // 4 if compressed else len(stored) > len(big)
+        found = await saver.get_tuple(saved)
+        assert found.checkpoint["channel_values"]["messages"] == big
+        if compressed:
+            client.hset(blob_key, b"\0messages\x0000001", stored[:20] + b"garbage")
+            with pytest.raises(CorruptCheckpointError) as caught:
+                await saver.get_tuple(saved)
+            assert caught.value.key == blob_key
+    for bad in (0, -1, True, 1.5, "4096"):
+        with pytest.raises(InvalidOptionError):
+            RedisSaver("redis://127.0.0.1:1/0", compress_over=bad)

@@ -30,6 +30,7 @@ ttl every call sets it on all eight keys, so a thread never half-expires.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -567,6 +568,27 @@ def _typed(payload: bytes) -> tuple[str, bytes]:
     return kind.decode(), data
 
 
+def split_payload(payload: bytes) -> tuple[str, bytes]:
+    """A stored value as the serializer's ``(type, bytes)`` (compressed ones still so:
+    :func:`loads` takes them)."""
+    return _typed(payload)
+
+
+#: The type prefix of a value stored zlib-compressed (the serializer's type follows).
+COMPRESSED = "z:"
+
+
+def compress(typed: tuple[str, bytes], over: int | None) -> tuple[str, bytes]:
+    """``typed`` zlib-compressed (level 1) when it is at least ``over`` bytes and that
+    saves a tenth; else as it is. LangGraph's default channels store the whole
+    conversation in every checkpoint, so long threads are mostly repeated text."""
+    kind, data = typed
+    if over is None or len(data) < over or kind.startswith(COMPRESSED):
+        return typed
+    packed = zlib.compress(bytes(data), 1)
+    return (COMPRESSED + kind, packed) if len(packed) < 0.9 * len(data) else typed
+
+
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
     """The metadata as JSON for the scripts' filters: values JSON cannot hold become
     null (the client checks every filter again on the real metadata)."""
@@ -826,8 +848,12 @@ def copy_flow(source: ThreadKeys, target: ThreadKeys) -> Flow[None]:
 
 
 def loads(serde: Any, typed: tuple[str, bytes], key: str, field: str) -> Any:
-    """A stored value, deserialized; CorruptCheckpointError names where it is."""
+    """A stored value (decompressed if it was), deserialized; CorruptCheckpointError
+    names where it is."""
     try:
+        kind, data = typed
+        if kind.startswith(COMPRESSED):
+            typed = (kind[len(COMPRESSED) :], zlib.decompress(data))
         return serde.loads_typed(typed)
     except Exception as exc:
         raise CorruptCheckpointError(key, field, f"{type(exc).__name__}: {exc}") from exc

@@ -82,8 +82,18 @@ class _SaverBase(BaseCheckpointSaver[str]):
         prefix: str = "lg",
         serde: SerializerProtocol | None = None,
         retry_deadline: float = 15.0,
+        compress_over: int | None = 4096,
     ) -> None:
         super().__init__(serde=serde)
+        if compress_over is not None and (
+            isinstance(compress_over, bool)
+            or not isinstance(compress_over, int)
+            or compress_over < 1
+        ):
+            raise InvalidOptionError(
+                f"compress_over must be None or bytes >= 1, got {compress_over!r}"
+            )
+        self.compress_over = compress_over
         if (redis_url is None) == (redis_client is None):
             raise InvalidOptionError("pass either redis_url or redis_client, not both or neither")
         if connection_args and redis_client is not None:
@@ -152,6 +162,10 @@ class _SaverBase(BaseCheckpointSaver[str]):
 
     # Plans and results.
 
+    def _dumps(self, value: Any) -> tuple[str, bytes]:
+        """A value as the serializer writes it, compressed when large (compress_over)."""
+        return core.compress(self.serde.dumps_typed(value), self.compress_over)
+
     def _keys(self, thread_id: str) -> core.ThreadKeys:
         return core.ThreadKeys(self.prefix, thread_id)
 
@@ -173,10 +187,10 @@ class _SaverBase(BaseCheckpointSaver[str]):
         blobs = []
         for channel, version in new_versions.items():
             core.check_name("channel", channel)
-            typed = self.serde.dumps_typed(values[channel]) if channel in values else ("empty", b"")
+            typed = self._dumps(values[channel]) if channel in values else ("empty", b"")
             blobs.append((channel, version, typed))
         stored_metadata = get_checkpoint_metadata(config, metadata)
-        payload = self.serde.dumps_typed((copy, stored_metadata))
+        payload = self._dumps((copy, stored_metadata))
         plan = core.plan_put(
             self._keys(thread_id),
             ns,
@@ -214,9 +228,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
         encoded = []
         for idx, (channel, value) in enumerate(writes):
             core.check_name("channel", channel)
-            encoded.append(
-                (WRITES_IDX_MAP.get(channel, idx), channel, self.serde.dumps_typed(value))
-            )
+            encoded.append((WRITES_IDX_MAP.get(channel, idx), channel, self._dumps(value)))
         return core.plan_put_writes(
             self._keys(thread_id), ns, checkpoint_id, task_id, task_path, encoded, self._ttl_ms
         )
@@ -661,7 +673,8 @@ class RedisSaver(_SyncApi, _AsyncApi):
     ``redis_client`` (``redis.Redis``/``RedisCluster``); its async methods use an asyncio
     twin of the client. ``ttl={"default_ttl": minutes, "refresh_on_read": bool}``; our
     own options are keyword-only: ``prefix`` (key prefix, default ``"lg"``), ``serde``,
-    ``retry_deadline``."""
+    ``retry_deadline``, ``compress_over`` (values of at least this many bytes are stored
+    zlib-compressed; default 4096, None: never)."""
 
     @classmethod
     @contextmanager

@@ -303,9 +303,11 @@ def _thread_rows(
 
 def _payload_ts(saver: RedisSaver, payload: bytes) -> str | None:
     """The ``ts`` of a stored checkpoint payload (None if it cannot be read)."""
-    kind, _, data = payload.partition(b"\0")
+    from .. import _checkpoint_core as core
+
     try:
-        checkpoint, _metadata = saver.serde.loads_typed((kind.decode(), data))
+        typed = core.split_payload(payload)
+        checkpoint, _metadata = core.loads(saver.serde, typed, "", "")
         return str(checkpoint.get("ts")) if checkpoint.get("ts") else None
     except Exception:  # another serializer (encryption) or a damaged payload
         return None
