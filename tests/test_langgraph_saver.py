@@ -1049,3 +1049,29 @@ async def test_large_values_are_stored_compressed(make: Any, client: Any) -> Non
     for bad in (0, -1, True, 1.5, "4096"):
         with pytest.raises(InvalidOptionError):
             RedisSaver("redis://127.0.0.1:1/0", compress_over=bad)
+
+
+async def test_durability_waits_and_says_when_not_reached(
+    make: Any, client: Any, topology: str
+) -> None:
+    """With durability="replicas=1" every put and put_writes is followed by WAIT on the
+    thread's connection: on a server without replicas NotDurableError says the level was
+    not reached, and the checkpoint is stored all the same; "none" does not wait."""
+    if topology != "standalone":
+        pytest.skip("the standalone server has no replica; other deployments may")
+    from redis_chat_history.errors import NotDurableError
+
+    saver = make(prefix="dur", durability="replicas=1,timeout_ms=50")
+    checkpoint = make_checkpoint({"c": 1}, {"c": "00001"})
+    with pytest.raises(NotDurableError):
+        await saver.put(cfg("t", ""), checkpoint, {"run_id": "r"}, {"c": "00001"})
+    found = await saver.get_tuple(cfg("t", ""))
+    assert found is not None and found.checkpoint["channel_values"] == {"c": 1}
+    assert client.smembers("dur:run:{r}") == {b"t"}
+    with pytest.raises(NotDurableError):
+        await saver.put_writes(found.config, [("c", 2)], "task")
+    assert (await saver.get_tuple(found.config)).pending_writes == [("task", "c", 2)]
+    relaxed = make(prefix="dur", durability="none")
+    await relaxed.put(cfg("t2", ""), checkpoint, {}, {"c": "00001"})
+    with pytest.raises(InvalidOptionError):
+        RedisSaver("redis://127.0.0.1:1/0", durability="replicas=x")

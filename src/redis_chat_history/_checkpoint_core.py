@@ -35,8 +35,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._plan import Call, Flow, Plan, Scan, Script, WrongTypeReply, text
-from .errors import CorruptCheckpointError, InvalidCheckpointError
+from ._core import ServerFacts, durability_problem, server_version
+from ._plan import Call, Flow, Info, Plan, Scan, Script, WrongTypeReply, text
+from .durability import Durability
+from .errors import CorruptCheckpointError, DurabilityUnsupportedError, InvalidCheckpointError
 from .layouts import encode_tag, glob_escape
 
 __all__ = [
@@ -635,16 +637,41 @@ def plan_put(
     for channel, version, blob in new_blobs:
         args += [f"{channel}\0{version}", _payload(blob)]
     all_keys = keys.keys
-    calls = [Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)]
+    side: tuple[Call, ...] = ()
     run_id = metadata.get("run_id")
     if isinstance(run_id, str) and run_id:
-        # The run's thread set, for delete_for_runs (another slot: same round trip, not
-        # atomic with the put; a set member without checkpoints is harmless).
+        # The run's thread set, for delete_for_runs (another slot: see write_flow; a set
+        # member without checkpoints is harmless).
         index = run_key(keys.prefix, run_id)
-        calls.append(Call(("SADD", index, keys.thread_id)))
+        side = (Call(("SADD", index, keys.thread_id)),)
         if ttl_ms:
-            calls.append(Call(("PEXPIRE", index, ttl_ms)))
-    return Plan(tuple(calls), lambda replies: _check(replies[0], all_keys) and None)
+            side += (Call(("PEXPIRE", index, ttl_ms)),)
+    call = Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)
+    return Plan((call, *side), lambda replies: _check(replies[0], all_keys) and None)
+
+
+def write_flow(plan: Plan[None], level: Durability, server: ServerFacts) -> Flow[None]:
+    """Send a put or put_writes plan (its first call is the thread's script, any others
+    are for other slots), then with a durability level WAIT/WAITAOF on the script's
+    connection: NotDurableError if the level was not reached (the write is stored)."""
+    if not level.waits:
+        yield plan
+        return None
+    if level.fsync and server.version is None:
+        server.version = server_version((yield Info("server")))
+    problem = durability_problem(level, version=server.version)
+    if problem:
+        raise DurabilityUnsupportedError(problem)
+    script, *side = plan.calls
+    if side:
+        yield Plan(tuple(side), lambda replies: None)
+
+    def parse(replies: list[Any]) -> None:
+        plan.parse(replies[:1])
+        level.check(replies[1])
+
+    yield Plan((script, Call(level.command())), parse, same_connection_as=script.keys[0])
+    return None
 
 
 def plan_put_writes(

@@ -43,6 +43,7 @@ from ._async_driver import AsyncDriver
 from ._clients import AsyncClient, SyncClient, async_twin, redact_url
 from ._plan import run_plan
 from ._sync_driver import SyncDriver
+from .durability import Durability, resolve_durability
 from .errors import InvalidCheckpointError, InvalidOptionError
 from .settings import StoreSettings
 
@@ -83,6 +84,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         retry_deadline: float = 15.0,
         compress_over: int | None = 4096,
+        durability: Durability | str | None = None,
     ) -> None:
         super().__init__(serde=serde)
         if compress_over is not None and (
@@ -94,6 +96,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
                 f"compress_over must be None or bytes >= 1, got {compress_over!r}"
             )
         self.compress_over = compress_over
+        self.durability = resolve_durability(durability)
         if (redis_url is None) == (redis_client is None):
             raise InvalidOptionError("pass either redis_url or redis_client, not both or neither")
         if connection_args and redis_client is not None:
@@ -354,6 +357,10 @@ class _SaverBase(BaseCheckpointSaver[str]):
 class _SyncApi(_SaverBase):
     """The sync half of both savers."""
 
+    def _sync_write(self, plan: Any) -> None:
+        driver = self._sync_driver()
+        driver._drive(core.write_flow(plan, self.durability, driver._server()))
+
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         plan, keys = self._get_plan(config)
         stored = self._sync_driver()._drive(run_plan(plan))
@@ -434,7 +441,7 @@ class _SyncApi(_SaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         plan, saved = self._put_plan(config, checkpoint, metadata, new_versions)
-        self._sync_driver()._drive(run_plan(plan))
+        self._sync_write(plan)
         return saved
 
     def put_writes(
@@ -444,8 +451,7 @@ class _SyncApi(_SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        plan = self._writes_plan(config, writes, task_id, task_path)
-        self._sync_driver()._drive(run_plan(plan))
+        self._sync_write(self._writes_plan(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
         self._sync_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
@@ -476,7 +482,7 @@ class _SyncApi(_SaverBase):
         ):
             raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
         plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
-        self._sync_driver()._drive(run_plan(plan))
+        self._sync_write(plan)
         return saved
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -500,6 +506,10 @@ class _SyncApi(_SaverBase):
 
 class _AsyncApi(_SaverBase):
     """The asyncio half of both savers."""
+
+    async def _async_write(self, plan: Any) -> None:
+        driver = self._async_driver()
+        await driver._drive(core.write_flow(plan, self.durability, driver._server()))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         plan, keys = self._get_plan(config)
@@ -583,7 +593,7 @@ class _AsyncApi(_SaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         plan, saved = self._put_plan(config, checkpoint, metadata, new_versions)
-        await self._async_driver()._drive(run_plan(plan))
+        await self._async_write(plan)
         return saved
 
     async def aput_writes(
@@ -593,8 +603,7 @@ class _AsyncApi(_SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        plan = self._writes_plan(config, writes, task_id, task_path)
-        await self._async_driver()._drive(run_plan(plan))
+        await self._async_write(self._writes_plan(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._async_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
@@ -623,7 +632,7 @@ class _AsyncApi(_SaverBase):
         if existing:
             raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
         plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
-        await self._async_driver()._drive(run_plan(plan))
+        await self._async_write(plan)
         return saved
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -674,7 +683,9 @@ class RedisSaver(_SyncApi, _AsyncApi):
     twin of the client. ``ttl={"default_ttl": minutes, "refresh_on_read": bool}``; our
     own options are keyword-only: ``prefix`` (key prefix, default ``"lg"``), ``serde``,
     ``retry_deadline``, ``compress_over`` (values of at least this many bytes are stored
-    zlib-compressed; default 4096, None: never)."""
+    zlib-compressed; default 4096, None: never), ``durability`` (e.g. ``"replicas=1"``:
+    each write waits for a replica, as the chat appends do; NotDurableError if not
+    reached, the write being stored)."""
 
     @classmethod
     @contextmanager
