@@ -254,6 +254,8 @@ def test_threads_lists_newest_first(redis_url: str, saver: RedisSaver, client: A
         r["thread"] for r in run_json("threads", "--limit", "1", "--url", redis_url)["threads"]
     ] == ["sub"]
     assert run_json("threads", "--prefix", "other", "--url", redis_url, code=1)["total"] == 0
+    scanned = run_json("threads", "--scan", "--url", redis_url)  # SCAN finds the same threads
+    assert [row["thread"] for row in scanned["threads"]] == ["sub", "new", "old"]
     people = run("threads", "--url", redis_url)
     assert people.exit_code == 0 and "new" in people.stdout and "checkpoints" in people.stdout
 

@@ -10,9 +10,11 @@ methods of a RedisSaver).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import operator
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
@@ -114,7 +116,10 @@ def key_of(thread: str, part: str, prefix: str = "lg") -> str:
 
 
 def stored_keys(client: Any, prefix: str = "lg") -> set[str]:
-    return {key.decode() for key in client.scan_iter(match=f"{prefix}:*", count=1000)}
+    """The keys under the prefix but the thread registry (tested on its own: its scores
+    are the time of the last put, so a re-send changes them)."""
+    found = {key.decode() for key in client.scan_iter(match=f"{prefix}:*", count=1000)}
+    return found - {f"{prefix}:threads"}
 
 
 def snapshot(client: Any, prefix: str = "lg") -> dict[str, Any]:
@@ -1015,6 +1020,7 @@ def test_sync_and_async_methods_mirror_each_other() -> None:
         "prune",
         "get_delta_channel_history",
         "import_messages",
+        "list_threads",
         "setup",
     ]
     for cls in (RedisSaver, AsyncRedisSaver):
@@ -1075,3 +1081,29 @@ async def test_durability_waits_and_says_when_not_reached(
     await relaxed.put(cfg("t2", ""), checkpoint, {}, {"c": "00001"})
     with pytest.raises(InvalidOptionError):
         RedisSaver("redis://127.0.0.1:1/0", durability="replicas=x")
+
+
+async def test_thread_registry_lists_newest_first_and_forgets_deleted(
+    make: Any, client: Any
+) -> None:
+    """Every put records its thread in the registry (newest put first, no SCAN);
+    delete_thread, prune(strategy="delete") and copy_thread keep it true; a thread that
+    expired is dropped from the registry when a listing meets it."""
+    saver = make(prefix="reg")
+    checkpoint = make_checkpoint({"c": 1}, {"c": "00001"})
+    for thread in ("a", "b", "c"):
+        await saver.put(cfg(thread, ""), checkpoint, {}, {"c": "00001"})
+        await asyncio.sleep(0.002)
+    listed = await saver.list_threads()
+    assert [thread for thread, _ in listed] == ["c", "b", "a"]
+    assert listed[0][1] >= listed[1][1] >= listed[2][1] > time.time() - 60
+    assert [thread for thread, _ in await saver.list_threads(limit=2)] == ["c", "b"]
+    await saver.delete_thread("b")
+    await saver.copy_thread("a", "d")
+    assert [thread for thread, _ in await saver.list_threads()] == ["d", "c", "a"]
+    await saver.prune(["d"], strategy="delete")
+    client.delete(*keys_of("c", "reg"))  # as if it had expired
+    assert [thread for thread, _ in await saver.list_threads()] == ["a"]
+    assert client.zrange("reg:threads", 0, -1) == [b"a"]
+    with pytest.raises(InvalidOptionError):
+        await saver.list_threads(limit=0)

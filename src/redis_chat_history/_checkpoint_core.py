@@ -30,6 +30,7 @@ ttl every call sets it on all eight keys, so a thread never half-expires.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -418,6 +419,14 @@ return {dropped}
 )
 
 
+def registry_key(prefix: str) -> str:
+    """The prefix's thread registry: a sorted set of thread ids scored by their last put
+    (ms), so threads can be listed newest first without SCAN (another slot than any
+    thread: written in the same round trip, not atomically; a stale entry, of a thread
+    that expired, is dropped when a listing meets it)."""
+    return f"{prefix}:threads"
+
+
 def run_key(prefix: str, run_id: str) -> str:
     """The set of threads a run wrote checkpoints to (for delete_for_runs)."""
     return f"{prefix}:run:{{{encode_tag(run_id)}}}"
@@ -614,9 +623,11 @@ def plan_put(
     channel_versions: Mapping[str, Any],
     new_blobs: Iterable[tuple[str, Any, tuple[str, bytes]]],
     ttl_ms: int,
+    now_ms: int,
 ) -> Plan[None]:
     """Store a checkpoint (its payload holds the checkpoint without values, and the
-    metadata), its parent and versions, and the blobs of its new versions."""
+    metadata), its parent and versions, and the blobs of its new versions; record the
+    thread in the registry at ``now_ms``."""
     cv = "\x1e".join(
         [
             parent_id or "",
@@ -637,13 +648,13 @@ def plan_put(
     for channel, version, blob in new_blobs:
         args += [f"{channel}\0{version}", _payload(blob)]
     all_keys = keys.keys
-    side: tuple[Call, ...] = ()
+    side: tuple[Call, ...] = (Call(("ZADD", registry_key(keys.prefix), now_ms, keys.thread_id)),)
     run_id = metadata.get("run_id")
     if isinstance(run_id, str) and run_id:
         # The run's thread set, for delete_for_runs (another slot: see write_flow; a set
         # member without checkpoints is harmless).
         index = run_key(keys.prefix, run_id)
-        side = (Call(("SADD", index, keys.thread_id)),)
+        side += (Call(("SADD", index, keys.thread_id)),)
         if ttl_ms:
             side += (Call(("PEXPIRE", index, ttl_ms)),)
     call = Call(tuple(args), script=PUT_SCRIPT, keys=all_keys)
@@ -806,8 +817,41 @@ def plan_list_page(
 
 
 def plan_delete(keys: ThreadKeys) -> Plan[None]:
-    """Delete the thread: its eight keys (one slot), freed in the background."""
-    return Plan((Call(("UNLINK", *keys.keys)),), lambda replies: None)
+    """Delete the thread: its eight keys (one slot), freed in the background, and its
+    registry entry."""
+    calls = (
+        Call(("UNLINK", *keys.keys)),
+        Call(("ZREM", registry_key(keys.prefix), keys.thread_id)),
+    )
+    return Plan(calls, lambda replies: None)
+
+
+def threads_flow(prefix: str, limit: int | None) -> Flow[list[tuple[str, int]]]:
+    """Registered threads newest first, as (thread id, last put ms), at most ``limit``;
+    entries whose thread has no checkpoint left (expired, deleted elsewhere) are dropped
+    from the registry on the way."""
+    registry = registry_key(prefix)
+    found: list[tuple[str, int]] = []
+    start, page = 0, 100 if limit is None else max(1, min(limit, 500))
+    while limit is None or len(found) < limit:
+        entries = yield Plan(
+            (Call(("ZREVRANGE", registry, start, start + page - 1, "WITHSCORES")),),
+            lambda replies: [(text(member), int(score)) for member, score in replies[0]],
+            (registry, "sorted set"),
+        )
+        if not entries:
+            break
+        start += len(entries)
+        exists = yield Plan(
+            tuple(Call(("EXISTS", ThreadKeys(prefix, thread).keys[0])) for thread, _ in entries),
+            lambda replies: [bool(int(reply)) for reply in replies],
+        )
+        stale = [thread for (thread, _), alive in zip(entries, exists, strict=True) if not alive]
+        if stale:
+            yield Plan((Call(("ZREM", registry, *stale)),), lambda replies: None)
+            start -= len(stale)
+        found += [entry for entry, alive in zip(entries, exists, strict=True) if alive]
+    return found if limit is None else found[:limit]
 
 
 def plan_prune(keys: ThreadKeys) -> Plan[int | None]:
@@ -849,9 +893,13 @@ def plan_copy_read(keys: ThreadKeys) -> Plan[Contents]:
     return Plan(tuple(calls), parse)
 
 
-def plan_copy_write(keys: ThreadKeys, contents: Contents) -> Plan[None]:
-    """Replace the thread's keys with the copied contents (one round trip, one slot)."""
-    calls = [Call(("UNLINK", *keys.keys))]
+def plan_copy_write(keys: ThreadKeys, contents: Contents, now_ms: int) -> Plan[None]:
+    """Replace the thread's keys with the copied contents (one round trip; the thread's
+    slot, and the registry's)."""
+    calls = [
+        Call(("UNLINK", *keys.keys)),
+        Call(("ZADD", registry_key(keys.prefix), now_ms, keys.thread_id)),
+    ]
     for key, (kind, items, ttl) in zip(keys.keys, contents, strict=True):
         if kind == "hash":
             for start in range(0, len(items), 1000):
@@ -870,7 +918,7 @@ def copy_flow(source: ThreadKeys, target: ThreadKeys) -> Flow[None]:
     slots). A missing source leaves the target as it is."""
     contents = yield plan_copy_read(source)
     if any(items for _kind, items, _ttl in contents):
-        yield plan_copy_write(target, contents)
+        yield plan_copy_write(target, contents, round(time.time() * 1000))
     return None
 
 

@@ -14,7 +14,9 @@ Both classes serve the sync and the async API (``graph.get_state`` on an
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
@@ -204,6 +206,7 @@ class _SaverBase(BaseCheckpointSaver[str]):
             checkpoint["channel_versions"],
             blobs,
             self._ttl_ms,
+            round(time.time() * 1000),
         )
         saved: RunnableConfig = {
             "configurable": {
@@ -485,6 +488,12 @@ class _SyncApi(_SaverBase):
         self._sync_write(plan)
         return saved
 
+    def list_threads(self, *, limit: int | None = None) -> builtins.list[tuple[str, float]]:
+        """The threads under this prefix, newest put first, as (thread id, Unix time of
+        the last put), from the registry every put updates (no SCAN)."""
+        found = self._sync_driver()._drive(core.threads_flow(self.prefix, _check_limit(limit)))
+        return [(thread, ms / 1000) for thread, ms in found]
+
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete every checkpoint (with its writes) that these runs wrote, in any thread,
         through a per-run thread set (no keyspace scan)."""
@@ -635,6 +644,11 @@ class _AsyncApi(_SaverBase):
         await self._async_write(plan)
         return saved
 
+    async def alist_threads(self, *, limit: int | None = None) -> builtins.list[tuple[str, float]]:
+        """Async twin of :meth:`list_threads`."""
+        flow = core.threads_flow(self.prefix, _check_limit(limit))
+        return [(thread, ms / 1000) for thread, ms in await self._async_driver()._drive(flow)]
+
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         await self._async_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
 
@@ -656,6 +670,12 @@ _DELTA_PRUNE = (
     "thread {!r} has DeltaChannel checkpoints: keep_latest would lose the history their "
     "values are rebuilt from (as PostgresSaver, refused); use strategy='delete'"
 )
+
+
+def _check_limit(limit: Any) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidOptionError(f"limit must be None or an int >= 1, got {limit!r}")
+    return limit
 
 
 def _check_strategy(strategy: str) -> None:

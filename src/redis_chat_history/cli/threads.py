@@ -331,18 +331,26 @@ def _row_json(row: ThreadRow) -> dict[str, Any]:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Threads to show."
 )
-def threads_cmd(cli: Cli, prefix: str, limit: int) -> None:
+@click.option(
+    "--scan",
+    is_flag=True,
+    help="Find the threads by SCAN instead of the registry (also threads written before it).",
+)
+def threads_cmd(cli: Cli, prefix: str, limit: int, scan: bool) -> None:
     """List LangGraph threads stored by RedisSaver, newest activity first.
 
     Shows each thread's namespaces, checkpoints, newest checkpoint (id and ts) and TTL.
-    Finding the threads SCANs the whole keyspace (every primary of a cluster), so this is
-    an admin command: its cost grows with the number of keys, not of threads. Exits 1
-    when there are none.
+    The threads come from the registry every put updates (newest first, no SCAN); with
+    --scan they are found by SCANning the whole keyspace (every primary of a cluster), an
+    admin command whose cost grows with the number of keys. Exits 1 when there are none.
     """
     from .. import _checkpoint_core as core
 
     saver = _saver(cli, prefix)
-    thread_ids = saver._sync_driver()._drive(core.thread_ids_flow(prefix))
+    if scan:
+        thread_ids = saver._sync_driver()._drive(core.thread_ids_flow(prefix))
+    else:
+        thread_ids = [thread for thread, _when in saver.list_threads()]
     rows = _thread_rows(cli.client, saver, thread_ids)
     rows.sort(key=lambda row: (row.newest or "", row.thread_id), reverse=True)
     page = rows[:limit]
