@@ -1107,3 +1107,28 @@ async def test_thread_registry_lists_newest_first_and_forgets_deleted(
     assert client.zrange("reg:threads", 0, -1) == [b"a"]
     with pytest.raises(InvalidOptionError):
         await saver.list_threads(limit=0)
+
+
+async def test_encrypted_serializer(make: Any, client: Any) -> None:
+    """With langgraph's EncryptedSerializer (AES) checkpoints, blobs and writes round-trip
+    and no value is stored readable, compressed or not (encrypted data does not compress,
+    so it is kept as it is); the metadata JSON kept for filters is plaintext (documented)."""
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=os.urandom(16))
+    saver = make(prefix="enc", serde=serde)
+    secret = "the launch code is 0000 " * 300  # ~7 KB: over compress_over
+    checkpoint = make_checkpoint({"c": secret}, {"c": "00001"})
+    saved = await saver.put(cfg("t", ""), checkpoint, {"source": "loop"}, {"c": "00001"})
+    await saver.put_writes(saved, [("c", secret)], "task")
+    found = await saver.get_tuple(saved)
+    assert found.checkpoint["channel_values"] == {"c": secret}
+    assert found.pending_writes == [("task", "c", secret)]
+    for key in keys_of("t", "enc"):
+        raw = client.hgetall(key) if client.type(key) == b"hash" else {}
+        for field, value in raw.items():
+            if key.endswith(":md"):
+                continue
+            assert b"launch code" not in value, (key, field)
+            assert not value.startswith(b"z:"), "encrypted data stored compressed"
+    assert (await saver.list(cfg("t"), filter={"source": "loop"}))[0].config == found.config
