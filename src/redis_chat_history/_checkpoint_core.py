@@ -40,10 +40,11 @@ from ._core import ServerFacts, durability_problem, server_version
 from ._plan import Call, Flow, Info, Plan, Scan, Script, WrongTypeReply, text
 from .durability import Durability
 from .errors import CorruptCheckpointError, DurabilityUnsupportedError, InvalidCheckpointError
-from .layouts import encode_tag, glob_escape
+from .layouts import decode_tag, encode_tag, glob_escape
 
 __all__ = [
     "PARTS",
+    "ListPage",
     "StoredTuple",
     "ThreadKeys",
     "check_name",
@@ -80,8 +81,6 @@ class ThreadKeys:
 
 def thread_id_of(prefix: str, key: str) -> str | None:
     """The thread of a ``P:{T}:ord`` key, or None if it is not one."""
-    from .layouts import decode_tag
-
     head, tail = f"{prefix}:{{", "}:ord"
     if not (key.startswith(head) and key.endswith(tail)) or len(key) <= len(head) + len(tail):
         return None
@@ -603,12 +602,8 @@ def compress(typed: tuple[str, bytes], over: int | None) -> tuple[str, bytes]:
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
     """The metadata as JSON for the scripts' filters: values JSON cannot hold become
     null (the client checks every filter again on the real metadata)."""
-
-    def scalar_or_null(value: Any) -> Any:
-        return None
-
     try:
-        return json.dumps(metadata, default=scalar_or_null, allow_nan=False)
+        return json.dumps(metadata, default=lambda _value: None, allow_nan=False)
     except (TypeError, ValueError):
         return "{}"
 

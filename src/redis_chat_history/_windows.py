@@ -50,7 +50,7 @@ from . import codec
 from ._plan import Call, Flow, Plan, Script, WrongTypeReply
 from ._validate import check_session_id
 from .errors import CorruptMessageError, InvalidOptionError
-from .settings import START_ON, StoreSettings
+from .settings import StoreSettings, check_start_on
 
 __all__ = [
     "HUMAN",
@@ -478,12 +478,6 @@ def _check_budget(name: str, value: Any) -> int | None:
     return value
 
 
-def _check_start_on(start_on: Any) -> str:
-    if start_on not in START_ON:
-        raise InvalidOptionError(f"start_on must be 'human' or 'any', got {start_on!r}")
-    return str(start_on)
-
-
 def window_flow(
     settings: StoreSettings,
     session_id: str,
@@ -508,7 +502,7 @@ def window_flow(
     check_session_id(session_id)
     _check_budget("last", last)
     _check_budget("max_tokens", max_tokens)
-    human_only = _check_start_on(settings.start_on if start_on is None else start_on) == "human"
+    human_only = check_start_on(settings.start_on if start_on is None else start_on) == "human"
     keep_system = settings.keep_system if keep_system is None else keep_system
     if not isinstance(keep_system, bool):
         raise InvalidOptionError(f"keep_system must be a bool, not {type(keep_system).__name__}")

@@ -411,27 +411,16 @@ class _SyncApi(_SaverBase):
             if found is not None and _passes(found, filter, before):
                 yield found
             return
-        keys = self._keys(str(thread_id))
-        ns = configurable.get("checkpoint_ns")
-        if ns is not None:
-            core.check_name("checkpoint_ns", ns)
-        scalar, everything = self._filters(filter)
-        before_id = get_checkpoint_id(before) if before else None
+        listing = _Listing(self, thread_id, configurable, filter, before)
         cursor, left = "", limit
         while left is None or left > 0:
-            wanted = 64 if left is None else min(left, 64)
-            plan = core.plan_list_page(
-                keys, ns, before_id, cursor, wanted, scalar, self._refresh_ms
-            )
-            page = driver._drive(run_plan(plan))
-            for stored in page.found:
-                item = self._tuple(thread_id, keys, stored)
-                if _passes(item, everything, None):
-                    yield item
-                    if left is not None:
-                        left -= 1
-                        if left <= 0:
-                            return
+            page = driver._drive(run_plan(listing.page_plan(cursor, left)))
+            for item in listing.passing(page):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             if not page.cursor:
                 return
             cursor = page.cursor
@@ -569,27 +558,16 @@ class _AsyncApi(_SaverBase):
             if found is not None and _passes(found, filter, before):
                 yield found
             return
-        keys = self._keys(str(thread_id))
-        ns = configurable.get("checkpoint_ns")
-        if ns is not None:
-            core.check_name("checkpoint_ns", ns)
-        scalar, everything = self._filters(filter)
-        before_id = get_checkpoint_id(before) if before else None
+        listing = _Listing(self, thread_id, configurable, filter, before)
         cursor, left = "", limit
         while left is None or left > 0:
-            wanted = 64 if left is None else min(left, 64)
-            plan = core.plan_list_page(
-                keys, ns, before_id, cursor, wanted, scalar, self._refresh_ms
-            )
-            page = await driver._drive(run_plan(plan))
-            for stored in page.found:
-                item = self._tuple(thread_id, keys, stored)
-                if _passes(item, everything, None):
-                    yield item
-                    if left is not None:
-                        left -= 1
-                        if left <= 0:
-                            return
+            page = await driver._drive(run_plan(listing.page_plan(cursor, left)))
+            for item in listing.passing(page):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             if not page.cursor:
                 return
             cursor = page.cursor
@@ -670,6 +648,37 @@ _DELTA_PRUNE = (
     "thread {!r} has DeltaChannel checkpoints: keep_latest would lose the history their "
     "values are rebuilt from (as PostgresSaver, refused); use strategy='delete'"
 )
+
+
+class _Listing:
+    """One thread's part of a listing: the plan of each page (the scripts filter scalar
+    metadata), and the checkpoints of a page that pass every filter."""
+
+    def __init__(
+        self,
+        saver: _SaverBase,
+        thread_id: Any,
+        configurable: Mapping[str, Any],
+        filter: Mapping[str, Any] | None,
+        before: RunnableConfig | None,
+    ) -> None:
+        self.saver, self.thread_id = saver, thread_id
+        self.keys = saver._keys(str(thread_id))
+        self.ns = configurable.get("checkpoint_ns")
+        if self.ns is not None:
+            core.check_name("checkpoint_ns", self.ns)
+        self.scalar, self.everything = saver._filters(filter)
+        self.before_id = get_checkpoint_id(before) if before else None
+
+    def page_plan(self, cursor: str, left: int | None) -> Any:
+        wanted = 64 if left is None else min(left, 64)
+        return core.plan_list_page(
+            self.keys, self.ns, self.before_id, cursor, wanted, self.scalar, self.saver._refresh_ms
+        )
+
+    def passing(self, page: core.ListPage) -> builtins.list[CheckpointTuple]:
+        found = (self.saver._tuple(self.thread_id, self.keys, stored) for stored in page.found)
+        return [item for item in found if _passes(item, self.everything, None)]
 
 
 def _check_limit(limit: Any) -> int | None:

@@ -11,10 +11,17 @@ from .durability import Durability, resolve_durability
 from .errors import InvalidOptionError
 from .layouts import Layout, resolve_layout
 
-__all__ = ["START_ON", "StoreSettings"]
+__all__ = ["START_ON", "StoreSettings", "check_start_on"]
 
 #: Where a window may start: on a human message, or on any message but a tool result.
 START_ON = ("human", "any")
+
+
+def check_start_on(start_on: Any) -> str:
+    """Where a window may start: one of START_ON (InvalidOptionError otherwise)."""
+    if start_on not in START_ON:
+        raise InvalidOptionError(f"start_on must be 'human' or 'any', got {start_on!r}")
+    return str(start_on)
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,7 @@ class StoreSettings:
             raise InvalidOptionError(
                 f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
             )
-        if start_on not in START_ON:
-            raise InvalidOptionError(f"start_on must be 'human' or 'any', got {start_on!r}")
+        check_start_on(start_on)
         if not isinstance(keep_system, bool):
             raise InvalidOptionError(
                 f"keep_system must be a bool, not {type(keep_system).__name__}"
