@@ -260,6 +260,50 @@ def test_threads_lists_newest_first(redis_url: str, saver: RedisSaver, client: A
     assert people.exit_code == 0 and "new" in people.stdout and "checkpoints" in people.stdout
 
 
+def test_threads_by_owner_and_import_keeps_the_sessions_owner(redis_url: str) -> None:
+    """``threads --owner`` lists one owner's threads from its index (owner key user_id
+    unless --owner-key says otherwise); ``thread import --owner-key`` gives the thread
+    the chat session's owner, and delete/copy keep the index true."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"own{os.urandom(3).hex()}"
+    owned_saver = RedisSaver(redis_client=client, prefix=prefix, owner_key="user_id")
+    agent = _agent(owned_saver, "a1", "a2", "b1")
+    for thread, owner in (("t1", "ann"), ("t2", "ann"), ("t3", "ben")):
+        agent.invoke(
+            {"messages": [HumanMessage(f"hi from {thread}")]},
+            {"configurable": {"thread_id": thread, "user_id": owner}},
+        )
+    common = ("--prefix", prefix, "--url", redis_url)
+    assert [r["thread"] for r in run_json("threads", "--owner", "ann", *common)["threads"]] == [
+        "t2",
+        "t1",
+    ]
+    assert run_json("threads", "--owner", "nobody", *common, code=1)["owner"] == "nobody"
+    other_key = run_json("threads", "--owner", "ann", "--owner-key", "team", *common, code=1)
+    assert other_key["threads"] == []
+    assert run("threads", "--owner", "ann", "--scan", *common).exit_code == 2
+    assert run("threads", "--owner", "", *common).exit_code == 2
+    people = run("threads", "--owner", "ann", *common)
+    assert people.exit_code == 0 and "owner 'ann'" in people.stderr
+
+    store = ChatHistoryStore(redis.Redis.from_url(redis_url))
+    store.create_session("chat-o", owner="cat")
+    store.append("chat-o", [message_to_dict(HumanMessage("hello"))])
+    imported = run_json("thread", "import", "chat-o", "--owner-key", "user_id", *common)
+    assert imported["owner"] == "cat"
+    assert [r["thread"] for r in run_json("threads", "--owner", "cat", *common)["threads"]] == [
+        "chat-o"
+    ]
+    assert owned_saver.get_tuple(config("chat-o")).metadata["user_id"] == "cat"  # type: ignore[union-attr]
+
+    run_json("thread", "copy", "t3", "t4", "--owner-key", "user_id", *common)
+    run_json("thread", "delete", "t1", "--yes", "--owner-key", "user_id", *common)
+    assert client.zrange(f"{prefix}:owner:{{ann}}:threads", 0, -1) == [b"t2"]
+    assert client.zrange(f"{prefix}:owner:{{ben}}:threads", 0, -1) == [b"t3", b"t4"]
+    store.close()
+    client.close()
+
+
 def test_history_pages_newest_first(redis_url: str, saver: RedisSaver) -> None:
     agent = _agent(saver, "a", "b")
     agent.invoke({"messages": [HumanMessage("q1")]}, config("h"))

@@ -1109,6 +1109,128 @@ async def test_thread_registry_lists_newest_first_and_forgets_deleted(
         await saver.list_threads(limit=0)
 
 
+def owned(thread: Any, owner: Any) -> Any:
+    """A config whose ``configurable`` names an owner (LangGraph copies it to metadata)."""
+    return {"configurable": {"thread_id": thread, "checkpoint_ns": "", "user_id": owner}}
+
+
+def listed(threads: list[tuple[str, float]]) -> list[str]:
+    return [thread for thread, _when in threads]
+
+
+async def test_owner_index_lists_each_owners_threads_and_stays_true(make: Any, client: Any) -> None:
+    """With owner_key, each put also indexes its thread under the owner its metadata names
+    (newest first); delete_thread and prune(delete) remove the entry at once, copy_thread
+    indexes the copy under the source's owner, and a listing drops the entries of threads
+    that expired or now name another owner."""
+    prefix = f"own{os.urandom(3).hex()}"
+    saver = make(prefix=prefix, owner_key="user_id")
+    checkpoint = make_checkpoint({"c": 1}, {"c": "00001"})
+    for thread, owner in (("t1", "alice"), ("t2", "alice"), ("t3", "bob"), ("t5", 42)):
+        await saver.put(owned(thread, owner), checkpoint, {}, {"c": "00001"})
+        await asyncio.sleep(0.002)
+    await saver.put(cfg("t6", ""), checkpoint, {}, {"c": "00001"})  # no owner: not indexed
+    assert listed(await saver.list_threads(owner="alice")) == ["t2", "t1"]
+    assert listed(await saver.list_threads(owner="bob")) == ["t3"]
+    assert listed(await saver.list_threads(owner="42")) == ["t5"]
+    assert listed(await saver.list_threads(owner="alice", limit=1)) == ["t2"]
+    assert listed(await saver.list_threads()) == ["t6", "t5", "t3", "t2", "t1"]
+    alice = f"{prefix}:owner:{{alice}}:threads"
+    assert client.ttl(alice) == -1  # no ttl configured
+
+    await saver.delete_thread("t1")
+    assert client.zrange(alice, 0, -1) == [b"t2"]
+    await saver.copy_thread("t3", "t4")
+    assert listed(await saver.list_threads(owner="bob")) == ["t4", "t3"]
+    await saver.prune(["t4"], strategy="delete")
+    assert client.zrange(f"{prefix}:owner:{{bob}}:threads", 0, -1) == [b"t3"]
+
+    # A put naming no owner hides t2 from alice's listing but keeps its entry (a listing
+    # with another owner key must not wipe an index); once t2 names bob, alice's listing
+    # drops it and bob's has it; an expired thread goes.
+    await saver.put(cfg("t2", ""), checkpoint, {}, {"c": "00001"})
+    assert listed(await saver.list_threads(owner="alice")) == []
+    assert client.zrange(alice, 0, -1) == [b"t2"]
+    await saver.put(owned("t2", "bob"), checkpoint, {}, {"c": "00001"})
+    assert listed(await saver.list_threads(owner="alice")) == []
+    assert client.exists(alice) == 0
+    client.delete(*keys_of("t3", prefix))
+    assert listed(await saver.list_threads(owner="bob")) == ["t2"]
+
+    with pytest.raises(InvalidOptionError):
+        await saver.list_threads(owner="")
+    with pytest.raises(InvalidOptionError):
+        await saver.list_threads(owner="a\nb")
+    with pytest.raises(InvalidOptionError):
+        await make(prefix=prefix).list_threads(owner="bob")
+    with pytest.raises(InvalidOptionError):
+        make(prefix=prefix, owner_key="")
+
+
+async def test_owner_index_from_a_graph_and_import(make: Any, client: Any) -> None:
+    """``configurable={"user_id": ...}`` of a graph run indexes the thread; an imported
+    conversation carries its owner in the metadata as a run would; owners are refused
+    without owner_key, and odd owner values are simply not indexed."""
+    prefix = f"own{os.urandom(3).hex()}"
+    saver = make(prefix=prefix, owner_key="user_id")
+    graph = Both(counting_graph(saver.target), saver.use_async)
+    run = {"configurable": {"thread_id": "g1", "user_id": "zed"}}
+    await graph.invoke({"items": ["x"]}, run)
+    await graph.invoke({"items": ["y"]}, run)
+    assert listed(await saver.list_threads(owner="zed")) == ["g1"]
+
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    await saver.import_messages("imp", [HumanMessage("hi"), AIMessage("hello")], owner="zed")
+    assert listed(await saver.list_threads(owner="zed")) == ["imp", "g1"]
+    imported = await saver.get_tuple(cfg("imp"))
+    assert imported.metadata["user_id"] == "zed"
+    with pytest.raises(InvalidOptionError):
+        await saver.import_messages("imp2", [HumanMessage("hi")], owner="")
+    with pytest.raises(InvalidOptionError):
+        await make(prefix=prefix).import_messages("imp3", [HumanMessage("hi")], owner="zed")
+
+    checkpoint = make_checkpoint({"c": 1}, {"c": "00001"})
+    for odd in ("", "x\ty", True, 1.5):
+        await saver.put(owned(f"odd-{odd!r}", odd), checkpoint, {}, {"c": "00001"})
+    assert {key.decode() for key in client.scan_iter(match=f"{prefix}:owner:*")} == {
+        f"{prefix}:owner:{{zed}}:threads"
+    }
+
+
+@pytest.mark.parametrize("refresh", [True, False])
+async def test_owner_index_expiry_follows_the_threads(
+    make: Any, client: Any, refresh: bool
+) -> None:
+    """Threads that expire a ttl after their last put take their owner's index with
+    them (it gets the same ttl at each put); threads whose reads refresh the ttl can
+    outlive any put, so then the index has none (stale entries go when listed)."""
+    prefix = f"own{os.urandom(3).hex()}"
+    saver = make(
+        prefix=prefix, owner_key="user_id", ttl={"default_ttl": 1, "refresh_on_read": refresh}
+    )
+    checkpoint = make_checkpoint({"c": 1}, {"c": "00001"})
+    await saver.put(owned("t", "ann"), checkpoint, {}, {"c": "00001"})
+    index_ttl = client.pttl(f"{prefix}:owner:{{ann}}:threads")
+    if refresh:
+        assert index_ttl == -1
+    else:
+        assert MINUTE_MS - 5000 < index_ttl <= MINUTE_MS
+    assert listed(await saver.list_threads(owner="ann")) == ["t"]
+
+
+def test_registry_prune_spares_an_entry_a_put_rescored(client: Any) -> None:
+    """A listing removes a stale entry only if its score is still the one it saw: a put
+    in between re-scored it, so the thread is alive and stays listed."""
+    from redis_chat_history._checkpoint_core import PRUNE_REGISTRY_SCRIPT
+
+    key = f"reg{os.urandom(3).hex()}:threads"
+    client.zadd(key, {"a": 5, "b": 7})
+    assert client.eval(PRUNE_REGISTRY_SCRIPT.text, 1, key, "a", 4, "b", 7) == 1
+    assert client.zrange(key, 0, -1) == [b"a"]
+    client.delete(key)
+
+
 async def test_encrypted_serializer(make: Any, client: Any) -> None:
     """With langgraph's EncryptedSerializer (AES) checkpoints, blobs and writes round-trip
     and no value is stored readable, compressed or not (encrypted data does not compress,

@@ -426,6 +426,79 @@ def registry_key(prefix: str) -> str:
     return f"{prefix}:threads"
 
 
+def owner_index_key(prefix: str, owner: str) -> str:
+    """An owner's threads (savers with ``owner_key``): a sorted set of thread ids scored
+    by their last put (ms), kept like the registry, and like the chat sessions' owner
+    index: written in the put's round trip, stale entries dropped when a listing meets
+    them."""
+    return f"{prefix}:owner:{{{encode_tag(owner)}}}:threads"
+
+
+def owner_of(metadata: Mapping[str, Any] | None, owner_key: str | None) -> str | None:
+    """The owner a checkpoint's metadata names under ``owner_key`` (LangGraph copies
+    ``configurable`` values such as ``user_id`` into every checkpoint's metadata): a
+    non-empty str, or an int, without control characters; None for anything else."""
+    if owner_key is None or not metadata:
+        return None
+    value = metadata.get(owner_key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        return None
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        return None
+    return value
+
+
+# KEYS: the thread's ord and md. The metadata JSON of its newest checkpoint (any
+# namespace), or false without one (or when a key is not ours: pcall).
+NEWEST_METADATA_SCRIPT = Script(
+    """
+local newest = redis.pcall('ZRANGE', KEYS[1], -1, -1)
+if type(newest) ~= 'table' or not newest[1] then return false end
+local sep = string.find(newest[1], '\0', 1, true)
+if not sep then return false end
+local field = string.sub(newest[1], sep + 1) .. '\0' .. string.sub(newest[1], 1, sep - 1)
+local found = redis.pcall('HGET', KEYS[2], field)
+if type(found) ~= 'string' then return false end
+return found
+"""
+)
+
+# KEYS: a registry or owner index. ARGV: thread, score, thread, score, ...
+# Removes each entry only if its score is still the one the caller saw as stale (a put
+# meanwhile re-scored it: the thread is alive).
+PRUNE_REGISTRY_SCRIPT = Script(
+    """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.pcall('ZSCORE', KEYS[1], ARGV[i])
+  if type(score) == 'string' and tonumber(score) == tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+"""
+)
+
+
+def plan_owner(keys: ThreadKeys, owner_key: str) -> Plan[str | None]:
+    """The thread's owner: ``owner_key`` in its newest checkpoint's metadata."""
+    call = Call((), script=NEWEST_METADATA_SCRIPT, keys=(keys.keys[1], keys.keys[5]))
+    return Plan((call,), lambda replies: owner_of(_json_object(replies[0]), owner_key))
+
+
+def _json_object(reply: Any) -> dict[str, Any] | None:
+    """A stored metadata JSON object, or None if it is missing or not one."""
+    if not reply:
+        return None
+    try:
+        found = json.loads(reply)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def run_key(prefix: str, run_id: str) -> str:
     """The set of threads a run wrote checkpoints to (for delete_for_runs)."""
     return f"{prefix}:run:{{{encode_tag(run_id)}}}"
@@ -619,10 +692,13 @@ def plan_put(
     new_blobs: Iterable[tuple[str, Any, tuple[str, bytes]]],
     ttl_ms: int,
     now_ms: int,
+    owner: str | None = None,
+    owner_index_ttl_ms: int = 0,
 ) -> Plan[None]:
     """Store a checkpoint (its payload holds the checkpoint without values, and the
     metadata), its parent and versions, and the blobs of its new versions; record the
-    thread in the registry at ``now_ms``."""
+    thread in the registry at ``now_ms``, and in its owner's index if it has one (that
+    key expires ``owner_index_ttl_ms`` after the put, if not 0)."""
     cv = "\x1e".join(
         [
             parent_id or "",
@@ -644,6 +720,11 @@ def plan_put(
         args += [f"{channel}\0{version}", _payload(blob)]
     all_keys = keys.keys
     side: tuple[Call, ...] = (Call(("ZADD", registry_key(keys.prefix), now_ms, keys.thread_id)),)
+    if owner is not None:
+        index = owner_index_key(keys.prefix, owner)
+        side += (Call(("ZADD", index, now_ms, keys.thread_id)),)
+        if owner_index_ttl_ms:
+            side += (Call(("PEXPIRE", index, owner_index_ttl_ms)),)
     run_id = metadata.get("run_id")
     if isinstance(run_id, str) and run_id:
         # The run's thread set, for delete_for_runs (another slot: see write_flow; a set
@@ -811,21 +892,35 @@ def plan_list_page(
     return Plan((Call(args, script=LIST_SCRIPT, keys=all_keys, raw=True),), parse)
 
 
-def plan_delete(keys: ThreadKeys) -> Plan[None]:
+def plan_delete(keys: ThreadKeys, owner: str | None = None) -> Plan[None]:
     """Delete the thread: its eight keys (one slot), freed in the background, and its
-    registry entry."""
-    calls = (
+    registry entry (and its owner index entry, given the owner)."""
+    calls = [
         Call(("UNLINK", *keys.keys)),
         Call(("ZREM", registry_key(keys.prefix), keys.thread_id)),
-    )
-    return Plan(calls, lambda replies: None)
+    ]
+    if owner is not None:
+        calls.append(Call(("ZREM", owner_index_key(keys.prefix, owner), keys.thread_id)))
+    return Plan(tuple(calls), lambda replies: None)
 
 
-def threads_flow(prefix: str, limit: int | None) -> Flow[list[tuple[str, int]]]:
+def delete_flow(keys: ThreadKeys, owner_key: str | None) -> Flow[None]:
+    """Delete a thread; with ``owner_key``, its owner is read first (one more round trip)
+    so the owner's index loses the entry too."""
+    owner = None if owner_key is None else (yield plan_owner(keys, owner_key))
+    yield plan_delete(keys, owner)
+    return None
+
+
+def threads_flow(
+    prefix: str, limit: int | None, owner: tuple[str, str] | None = None
+) -> Flow[list[tuple[str, int]]]:
     """Registered threads newest first, as (thread id, last put ms), at most ``limit``;
-    entries whose thread has no checkpoint left (expired, deleted elsewhere) are dropped
-    from the registry on the way."""
-    registry = registry_key(prefix)
+    with ``owner`` = (owner key, owner), that owner's threads. Entries whose thread has no
+    checkpoint left (expired, deleted elsewhere), or now names another owner, are dropped
+    from the index on the way (unless a put re-scored them meanwhile); a thread whose
+    newest metadata names no owner under the key is not listed, and keeps its entry."""
+    registry = registry_key(prefix) if owner is None else owner_index_key(prefix, owner[1])
     found: list[tuple[str, int]] = []
     start, page = 0, 100 if limit is None else max(1, min(limit, 500))
     while limit is None or len(found) < limit:
@@ -837,16 +932,46 @@ def threads_flow(prefix: str, limit: int | None) -> Flow[list[tuple[str, int]]]:
         if not entries:
             break
         start += len(entries)
-        exists = yield Plan(
-            tuple(Call(("EXISTS", ThreadKeys(prefix, thread).keys[0])) for thread, _ in entries),
-            lambda replies: [bool(int(reply)) for reply in replies],
-        )
-        stale = [thread for (thread, _), alive in zip(entries, exists, strict=True) if not alive]
+        verdicts = yield _plan_listed(prefix, [thread for thread, _ in entries], owner)
+        stale = [
+            entry for entry, verdict in zip(entries, verdicts, strict=True) if verdict is False
+        ]
         if stale:
-            yield Plan((Call(("ZREM", registry, *stale)),), lambda replies: None)
-            start -= len(stale)
-        found += [entry for entry, alive in zip(entries, exists, strict=True) if alive]
+            args = tuple(value for thread, score in stale for value in (thread, score))
+            start -= yield Plan(
+                (Call(args, script=PRUNE_REGISTRY_SCRIPT, keys=(registry,)),),
+                lambda replies: int(replies[0]),
+            )
+        found += [
+            entry for entry, verdict in zip(entries, verdicts, strict=True) if verdict is True
+        ]
     return found if limit is None else found[:limit]
+
+
+def _plan_listed(
+    prefix: str, threads: Sequence[str], owner: tuple[str, str] | None
+) -> Plan[list[bool | None]]:
+    """Per thread: True to list it, False if its entry is stale (no checkpoint left, or
+    its newest checkpoint names another owner), None to skip it but keep the entry (its
+    metadata has no owner under the key: perhaps the listing's owner key is not the one
+    the saver that wrote it used)."""
+    all_keys = [ThreadKeys(prefix, thread).keys for thread in threads]
+    if owner is None:
+        calls = tuple(Call(("EXISTS", keys[0])) for keys in all_keys)
+        return Plan(calls, lambda replies: [bool(int(reply)) for reply in replies])
+    owner_key, name = owner
+
+    def verdict(reply: Any) -> bool | None:
+        metadata = _json_object(reply)
+        if metadata is None:
+            return False
+        found = owner_of(metadata, owner_key)
+        return None if found is None else found == name
+
+    calls = tuple(
+        Call((), script=NEWEST_METADATA_SCRIPT, keys=(keys[1], keys[5])) for keys in all_keys
+    )
+    return Plan(calls, lambda replies: [verdict(reply) for reply in replies])
 
 
 def plan_prune(keys: ThreadKeys) -> Plan[int | None]:
@@ -888,13 +1013,17 @@ def plan_copy_read(keys: ThreadKeys) -> Plan[Contents]:
     return Plan(tuple(calls), parse)
 
 
-def plan_copy_write(keys: ThreadKeys, contents: Contents, now_ms: int) -> Plan[None]:
+def plan_copy_write(
+    keys: ThreadKeys, contents: Contents, now_ms: int, owner: str | None = None
+) -> Plan[None]:
     """Replace the thread's keys with the copied contents (one round trip; the thread's
-    slot, and the registry's)."""
+    slot, the registry's, and its owner index's if it has an owner)."""
     calls = [
         Call(("UNLINK", *keys.keys)),
         Call(("ZADD", registry_key(keys.prefix), now_ms, keys.thread_id)),
     ]
+    if owner is not None:
+        calls.append(Call(("ZADD", owner_index_key(keys.prefix, owner), now_ms, keys.thread_id)))
     for key, (kind, items, ttl) in zip(keys.keys, contents, strict=True):
         if kind == "hash":
             for start in range(0, len(items), 1000):
@@ -908,13 +1037,25 @@ def plan_copy_write(keys: ThreadKeys, contents: Contents, now_ms: int) -> Plan[N
     return Plan(tuple(calls), lambda replies: None)
 
 
-def copy_flow(source: ThreadKeys, target: ThreadKeys) -> Flow[None]:
+def copy_flow(source: ThreadKeys, target: ThreadKeys, owner_key: str | None = None) -> Flow[None]:
     """Copy a thread onto another, replacing it (two round trips: the keys live in other
-    slots). A missing source leaves the target as it is."""
+    slots); the copy joins its owner's index (``owner_key``). A missing source leaves the
+    target as it is."""
     contents = yield plan_copy_read(source)
     if any(items for _kind, items, _ttl in contents):
-        yield plan_copy_write(target, contents, round(time.time() * 1000))
+        owner = owner_of(_newest_metadata(contents), owner_key)
+        yield plan_copy_write(target, contents, round(time.time() * 1000), owner)
     return None
+
+
+def _newest_metadata(contents: Contents) -> dict[str, Any] | None:
+    """The metadata of the newest checkpoint in copied contents (as the script finds it)."""
+    order, metadata = contents[PARTS.index("ord")][1], contents[PARTS.index("md")][1]
+    if not order:
+        return None
+    checkpoint_id, _, ns = order[-1].partition(b"\0")
+    fields = dict(zip(metadata[::2], metadata[1::2], strict=True))
+    return _json_object(fields.get(ns + b"\0" + checkpoint_id))
 
 
 def loads(serde: Any, typed: tuple[str, bytes], key: str, field: str) -> Any:

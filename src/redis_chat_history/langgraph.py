@@ -87,8 +87,14 @@ class _SaverBase(BaseCheckpointSaver[str]):
         retry_deadline: float = 15.0,
         compress_over: int | None = 4096,
         durability: Durability | str | None = None,
+        owner_key: str | None = None,
     ) -> None:
         super().__init__(serde=serde)
+        if owner_key is not None and (not isinstance(owner_key, str) or not owner_key):
+            raise InvalidOptionError(f"owner_key must be None or a non-empty str: {owner_key!r}")
+        #: The metadata key naming a thread's owner (e.g. "user_id", which LangGraph
+        #: copies from ``configurable``); with it, each owner's threads are indexed.
+        self.owner_key = owner_key
         if compress_over is not None and (
             isinstance(compress_over, bool)
             or not isinstance(compress_over, int)
@@ -207,6 +213,8 @@ class _SaverBase(BaseCheckpointSaver[str]):
             blobs,
             self._ttl_ms,
             round(time.time() * 1000),
+            core.owner_of(stored_metadata, self.owner_key),
+            0 if self._refresh else self._ttl_ms,
         )
         saved: RunnableConfig = {
             "configurable": {
@@ -314,7 +322,12 @@ class _SaverBase(BaseCheckpointSaver[str]):
         return result
 
     def _import_plan(
-        self, thread_id: Any, messages: Sequence[Any], checkpoint_ns: str, channel: str
+        self,
+        thread_id: Any,
+        messages: Sequence[Any],
+        checkpoint_ns: str,
+        channel: str,
+        owner: str | None,
     ) -> tuple[Any, RunnableConfig]:
         """The checkpoint that starts a thread with ``messages`` in ``channel``: what
         ``agent.update_state(config, {"messages": messages}, as_node="model")`` stores for
@@ -329,7 +342,27 @@ class _SaverBase(BaseCheckpointSaver[str]):
             "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
         }
         metadata: CheckpointMetadata = {"source": "update", "step": -1, "parents": {}}
+        if owner is not None:
+            if self.owner_key is None:
+                raise InvalidOptionError("an owner needs the saver's owner_key= option")
+            if core.owner_of({"owner": owner}, "owner") != owner:
+                raise InvalidOptionError(
+                    f"owner must be a non-empty str without control characters: {owner!r}"
+                )
+            metadata[self.owner_key] = owner  # type: ignore[literal-required]
         return self._put_plan(config, checkpoint, metadata, {channel: version})
+
+    def _owner_arg(self, owner: str | None) -> tuple[str, str] | None:
+        """``list_threads(owner=)`` as the core's (owner key, owner)."""
+        if owner is None:
+            return None
+        if self.owner_key is None:
+            raise InvalidOptionError("listing by owner needs the saver's owner_key= option")
+        if not isinstance(owner, str) or core.owner_of({"o": owner}, "o") != owner:
+            raise InvalidOptionError(
+                f"owner must be a non-empty str without control characters: {owner!r}"
+            )
+        return (self.owner_key, owner)
 
     @property
     def _refresh_ms(self) -> int:
@@ -446,7 +479,7 @@ class _SyncApi(_SaverBase):
         self._sync_write(self._writes_plan(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._sync_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+        self._sync_driver()._drive(core.delete_flow(self._keys(str(thread_id)), self.owner_key))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -465,22 +498,31 @@ class _SyncApi(_SaverBase):
         *,
         checkpoint_ns: str = "",
         channel: str = "messages",
+        owner: str | None = None,
     ) -> RunnableConfig:
         """Start a new thread with a conversation (e.g. a chat session's
         ``history.messages``), so a ``create_agent`` agent continues it. A thread that
-        already has a checkpoint in the namespace is refused (InvalidCheckpointError)."""
+        already has a checkpoint in the namespace is refused (InvalidCheckpointError).
+        ``owner`` (with the saver's ``owner_key``) is stored in the checkpoint's metadata
+        under that key, as ``configurable={"user_id": ...}`` would put it there, and
+        indexes the thread under its owner."""
         if self.get_tuple(
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
         ):
             raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
-        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
+        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel, owner)
         self._sync_write(plan)
         return saved
 
-    def list_threads(self, *, limit: int | None = None) -> builtins.list[tuple[str, float]]:
+    def list_threads(
+        self, *, limit: int | None = None, owner: str | None = None
+    ) -> builtins.list[tuple[str, float]]:
         """The threads under this prefix, newest put first, as (thread id, Unix time of
-        the last put), from the registry every put updates (no SCAN)."""
-        found = self._sync_driver()._drive(core.threads_flow(self.prefix, _check_limit(limit)))
+        the last put), from the registry every put updates (no SCAN). With ``owner`` (and
+        the saver's ``owner_key``), only the threads whose newest checkpoint names that
+        owner, from the owner's own index."""
+        flow = core.threads_flow(self.prefix, _check_limit(limit), self._owner_arg(owner))
+        found = self._sync_driver()._drive(flow)
         return [(thread, ms / 1000) for thread, ms in found]
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -489,7 +531,9 @@ class _SyncApi(_SaverBase):
         self._sync_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
+        flow = core.copy_flow(
+            self._keys(str(source_thread_id)), self._keys(str(target_thread_id)), self.owner_key
+        )
         self._sync_driver()._drive(flow)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -497,7 +541,7 @@ class _SyncApi(_SaverBase):
         for thread_id in thread_ids:
             keys = self._keys(str(thread_id))
             if strategy == "delete":
-                self._sync_driver()._drive(run_plan(core.plan_delete(keys)))
+                self._sync_driver()._drive(core.delete_flow(keys, self.owner_key))
             elif self._sync_driver()._drive(run_plan(core.plan_prune(keys))) is None:
                 raise NotImplementedError(_DELTA_PRUNE.format(thread_id))
 
@@ -593,7 +637,8 @@ class _AsyncApi(_SaverBase):
         await self._async_write(self._writes_plan(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._async_driver()._drive(run_plan(core.plan_delete(self._keys(str(thread_id)))))
+        flow = core.delete_flow(self._keys(str(thread_id)), self.owner_key)
+        await self._async_driver()._drive(flow)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -611,6 +656,7 @@ class _AsyncApi(_SaverBase):
         *,
         checkpoint_ns: str = "",
         channel: str = "messages",
+        owner: str | None = None,
     ) -> RunnableConfig:
         """Async twin of :meth:`import_messages`."""
         existing = await self.aget_tuple(
@@ -618,20 +664,24 @@ class _AsyncApi(_SaverBase):
         )
         if existing:
             raise InvalidCheckpointError(f"thread {thread_id!r} already has checkpoints")
-        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel)
+        plan, saved = self._import_plan(thread_id, messages, checkpoint_ns, channel, owner)
         await self._async_write(plan)
         return saved
 
-    async def alist_threads(self, *, limit: int | None = None) -> builtins.list[tuple[str, float]]:
+    async def alist_threads(
+        self, *, limit: int | None = None, owner: str | None = None
+    ) -> builtins.list[tuple[str, float]]:
         """Async twin of :meth:`list_threads`."""
-        flow = core.threads_flow(self.prefix, _check_limit(limit))
+        flow = core.threads_flow(self.prefix, _check_limit(limit), self._owner_arg(owner))
         return [(thread, ms / 1000) for thread, ms in await self._async_driver()._drive(flow)]
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         await self._async_driver()._drive(core.delete_runs_flow(self.prefix, run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        flow = core.copy_flow(self._keys(str(source_thread_id)), self._keys(str(target_thread_id)))
+        flow = core.copy_flow(
+            self._keys(str(source_thread_id)), self._keys(str(target_thread_id)), self.owner_key
+        )
         await self._async_driver()._drive(flow)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -639,7 +689,7 @@ class _AsyncApi(_SaverBase):
         for thread_id in thread_ids:
             keys = self._keys(str(thread_id))
             if strategy == "delete":
-                await self._async_driver()._drive(run_plan(core.plan_delete(keys)))
+                await self._async_driver()._drive(core.delete_flow(keys, self.owner_key))
             elif await self._async_driver()._drive(run_plan(core.plan_prune(keys))) is None:
                 raise NotImplementedError(_DELTA_PRUNE.format(thread_id))
 

@@ -51,15 +51,21 @@ def _is_extra(error: ImportError) -> bool:
     return (error.name or "").split(".")[0] in _EXTRA_PACKAGES
 
 
-def _saver(cli: Cli, prefix: str) -> RedisSaver:
-    """A RedisSaver over the command's client (LangGraph imported here, not before)."""
+def _saver(cli: Cli, prefix: str, owner_key: str | None = None) -> RedisSaver:
+    """A RedisSaver over the command's client (LangGraph imported here, not before), with
+    the ``--owner-key`` that :func:`saver_options` keeps in the click context unless
+    ``owner_key`` is given."""
     try:
         from ..langgraph import RedisSaver
     except ImportError as error:
         if not _is_extra(error):
             raise
         raise _missing_extra(error) from None
-    return RedisSaver(redis_client=cli.client, prefix=prefix, retry_deadline=2.0)
+    if owner_key is None:
+        owner_key = click.get_current_context().meta.get(_OWNER_KEY)
+    return RedisSaver(
+        redis_client=cli.client, prefix=prefix, retry_deadline=2.0, owner_key=owner_key
+    )
 
 
 def _add_messages() -> Callable[[Any, Any], Any]:
@@ -73,8 +79,25 @@ def _add_messages() -> Callable[[Any, Any], Any]:
     return add_messages
 
 
+_OWNER_KEY = "redis_chat_history.owner_key"
+
+
+def _keep_owner_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None and not value:
+        raise click.BadParameter("must not be empty")
+    ctx.meta[_OWNER_KEY] = value
+
+
 def saver_options(function: F) -> F:
-    """``--prefix``: the key prefix the saver was made with."""
+    """``--prefix`` and ``--owner-key``: the options the saver was made with."""
+    function = click.option(
+        "--owner-key",
+        metavar="KEY",
+        expose_value=False,
+        callback=_keep_owner_key,
+        help="The RedisSaver's owner_key= (e.g. user_id): keeps owners' thread indexes "
+        "right when deleting, copying or importing.",
+    )(function)
     return click.option(
         "--prefix",
         default="lg",
@@ -336,20 +359,33 @@ def _row_json(row: ThreadRow) -> dict[str, Any]:
     is_flag=True,
     help="Find the threads by SCAN instead of the registry (also threads written before it).",
 )
-def threads_cmd(cli: Cli, prefix: str, limit: int, scan: bool) -> None:
+@click.option(
+    "--owner",
+    metavar="OWNER",
+    help="Only this owner's threads, from its index (RedisSaver(owner_key=...); "
+    "--owner-key defaults to user_id here).",
+)
+def threads_cmd(cli: Cli, prefix: str, limit: int, scan: bool, owner: str | None) -> None:
     """List LangGraph threads stored by RedisSaver, newest activity first.
 
     Shows each thread's namespaces, checkpoints, newest checkpoint (id and ts) and TTL.
     The threads come from the registry every put updates (newest first, no SCAN); with
     --scan they are found by SCANning the whole keyspace (every primary of a cluster), an
-    admin command whose cost grows with the number of keys. Exits 1 when there are none.
+    admin command whose cost grows with the number of keys. With --owner, the owner's
+    threads come from its index. Exits 1 when there are none.
     """
     from .. import _checkpoint_core as core
 
-    saver = _saver(cli, prefix)
-    if scan:
+    if owner is not None:
+        if scan:
+            raise CliError("--owner and --scan do not go together", EXIT_USAGE)
+        saver = _saver(cli, prefix, click.get_current_context().meta.get(_OWNER_KEY) or "user_id")
+        thread_ids = [thread for thread, _when in saver.list_threads(owner=owner)]
+    elif scan:
+        saver = _saver(cli, prefix)
         thread_ids = saver._sync_driver()._drive(core.thread_ids_flow(prefix))
     else:
+        saver = _saver(cli, prefix)
         thread_ids = [thread for thread, _when in saver.list_threads()]
     rows = _thread_rows(cli.client, saver, thread_ids)
     rows.sort(key=lambda row: (row.newest or "", row.thread_id), reverse=True)
@@ -359,6 +395,7 @@ def threads_cmd(cli: Cli, prefix: str, limit: int, scan: bool) -> None:
             {
                 "server": cli.server,
                 "prefix": prefix,
+                "owner": owner,
                 "total": len(rows),
                 "limit": limit,
                 "threads": [_row_json(row) for row in page],
@@ -384,7 +421,10 @@ def threads_cmd(cli: Cli, prefix: str, limit: int, scan: bool) -> None:
                 human_duration(row.ttl) if row.ttl is not None else "-",
             )
         cli.out.console.print(table)
-        cli.out.note(f"{len(page)} of {len(rows)} threads (prefix {prefix!r}) on {cli.server}")
+        whose = "" if owner is None else f", owner {visible(owner)!r}"
+        cli.out.note(
+            f"{len(page)} of {len(rows)} threads (prefix {prefix!r}{whose}) on {cli.server}"
+        )
     if not rows:
         raise click.exceptions.Exit(EXIT_NOT_FOUND)
 
@@ -724,8 +764,9 @@ def thread_import_cmd(
 
     The session (found in any layout, or --layout) becomes the thread's starting state, as
     ``update_state(config, {"messages": ...}, as_node="model")`` leaves it: a create_agent
-    agent continues the conversation. Exits 1 when the session does not exist, 2 when the
-    thread already has checkpoints.
+    agent continues the conversation. With --owner-key, the session's owner (from its
+    metadata) becomes the thread's, under that metadata key. Exits 1 when the session does
+    not exist, 2 when the thread already has checkpoints.
     """
     from .browse import locate_one
 
@@ -747,18 +788,22 @@ def thread_import_cmd(
             "or choose another --thread",
             EXIT_USAGE,
         )
-    records = cli.store(ref.layout).messages(ref.session_id, strict=True)
+    store = cli.store(ref.layout)
+    records = store.messages(ref.session_id, strict=True)
+    info = store.session_info(ref.session_id) if saver.owner_key is not None else None
+    owner = None if info is None else info.owner
     try:
         messages = [record_to_message(record) for record in records]
     except (ValueError, TypeError, KeyError) as error:
         raise CliError(
             f"session {session_id!r} has a message LangChain cannot read: {error}", EXIT_DATA
         ) from None
-    saved = saver.import_messages(target, messages, checkpoint_ns=ns)
+    saved = saver.import_messages(target, messages, checkpoint_ns=ns, owner=owner)
     document = {
         "session": ref.session_id,
         "layout": ref.layout_name,
         "thread": target,
+        "owner": owner,
         "ns": ns,
         "checkpoint": saved["configurable"]["checkpoint_id"],
         "messages": len(messages),
