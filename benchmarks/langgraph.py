@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -64,6 +63,7 @@ from redis_chat_history.langgraph import RedisSaver
 
 from .data import _sentence
 from .harness import SyncRunner, calibrate
+from .provenance import source_revision, version
 from .stats import Summary, format_ratio, format_seconds, paired_ratios
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -457,7 +457,7 @@ def _environment(server: EmbeddedRedis, admin: redis.Redis) -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "redis-server": f"{info['redis_version']} ({server.binary}), no persistence",
         "redis-py": redis.__version__,
-        "hiredis": f"{_version('hiredis')} (in use)" if redis.utils.HIREDIS_AVAILABLE else "absent",
+        "hiredis": f"{version('hiredis')} (in use)" if redis.utils.HIREDIS_AVAILABLE else "absent",
     }
     for dist in (
         "langgraph", "langgraph-checkpoint", "langchain", "langchain-core",
@@ -465,31 +465,9 @@ def _environment(server: EmbeddedRedis, admin: redis.Redis) -> dict[str, str]:
         "langgraph-checkpoint-sqlite", "langgraph-checkpoint-plainredis",
         "langgraph-checkpoint-aws", "valkey",
     ):  # fmt: skip
-        env[dist] = _version(dist)
-    env["redis-chat-history"] = f"{_version('redis-chat-history')} at {_source_revision()}"
+        env[dist] = version(dist)
+    env["redis-chat-history"] = f"{version('redis-chat-history')} at {source_revision()}"
     return env
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
-def _source_revision() -> str:
-    """The git commit measured (``+dirty`` with local changes), as benchmarks.report does
-    (not imported from there: it needs langchain-community)."""
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty", "--exclude=*"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
 
 
 # Running.

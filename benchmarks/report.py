@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -15,6 +12,7 @@ import redis.utils
 from redis_chat_history.embedded import EmbeddedRedis
 
 from .harness import Measurement
+from .provenance import source_revision, version
 from .stats import Summary, format_ratio, format_seconds, paired_ratios
 from .workloads import COMMUNITY, FLOOR, IN_MEMORY, OURS, Workload
 
@@ -28,27 +26,6 @@ MEMORYSTORE_NOTE = (
 SHARE = "ours/community, history share"
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
-def _source_revision() -> str:
-    """The git commit the library was measured at (``+dirty`` with local changes)."""
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty", "--exclude=*"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def environment(server: EmbeddedRedis, client: redis.Redis) -> dict[str, str]:
     """Versions of everything that affects the numbers."""
     info = client.info("server")
@@ -59,12 +36,12 @@ def environment(server: EmbeddedRedis, client: redis.Redis) -> dict[str, str]:
         "redis-server": f"{info['redis_version']} ({server.binary})",
         "redis-py": redis.__version__,
         "hiredis": (
-            f"{_version('hiredis')} (in use)" if redis.utils.HIREDIS_AVAILABLE else "absent"
+            f"{version('hiredis')} (in use)" if redis.utils.HIREDIS_AVAILABLE else "absent"
         ),
-        "orjson": _version("orjson"),
-        "langchain-core": _version("langchain-core"),
-        "langchain-community": _version("langchain-community"),
-        "redis-chat-history": f"{_version('redis-chat-history')} at {_source_revision()}",
+        "orjson": version("orjson"),
+        "langchain-core": version("langchain-core"),
+        "langchain-community": version("langchain-community"),
+        "redis-chat-history": f"{version('redis-chat-history')} at {source_revision()}",
         "langchain-google-memorystore-redis": "not installable beside langchain-core 1.x",
     }
 
