@@ -64,11 +64,34 @@ stage "pytest"
 # checkpointers' conformance once more on every other deployment: TLS, mutual TLS, a 3+3
 # cluster, Sentinel, a restricted ACL user, and a server with admin commands renamed away.
 # (LangGraph's own, much longer suite runs separately: scripts/langgraph_suite.sh.)
-for topology in tls mtls cluster sentinel acl renamed; do
-  stage "pytest --topology $topology (behaviour suite)"
-  .venv/bin/pytest -q --topology "$topology" \
-    tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py \
-    tests/test_langchain_deployments.py tests/test_langgraph_conformance.py
+# Three deployments at a time (each run mostly waits on its servers and TLS handshakes),
+# each one's summary shown, or its whole output if it failed.
+topology_suite=(
+  tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py
+  tests/test_langchain_deployments.py tests/test_langgraph_conformance.py
+)
+side_by_side() {
+  local topology pids=() failed=0
+  for topology in "$@"; do
+    .venv/bin/pytest -q -p no:cacheprovider --topology "$topology" "${topology_suite[@]}" \
+      >".cache/topology-$topology.log" 2>&1 &
+    pids+=($!)
+  done
+  for topology in "$@"; do
+    if wait "${pids[0]}"; then
+      echo "   $topology: $(tail -1 ".cache/topology-$topology.log")"
+    else
+      cat ".cache/topology-$topology.log"
+      failed=1
+    fi
+    pids=("${pids[@]:1}")
+  done
+  return "$failed"
+}
+for group in "tls mtls acl" "cluster sentinel renamed"; do
+  stage "pytest --topology ${group// /, } side by side (behaviour suite)"
+  # shellcheck disable=SC2086  # the group is split into its deployments
+  side_by_side $group
 done
 # The checkpointers' own tests (graphs that remember, ttl on every key, one slot per thread)
 # on the cluster as well; the other deployments run their conformance just above.
