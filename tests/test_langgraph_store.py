@@ -492,6 +492,18 @@ async def test_cluster_shards_fan_out_and_listings(
         )
         await store.delete(("users", "2"), "k0")
         assert await store.get(("users", "2"), "k0") is None
+        embed = WordVectors(dims=8)
+        vectors = Both(
+            (AsyncRedisStore if use_async else RedisStore)(
+                conn, prefix="vec", index={"dims": 8, "embed": embed, "fields": ["t"]}
+            ),
+            use_async,
+        )
+        for user, words in (("u1", "apple pie"), ("u2", "apple car"), ("u3", "boat")):
+            await vectors.put(("mem", user), "k", {"t": words})
+        found = await vectors.search(("mem",), query="apple pie", limit=2)
+        assert [item.namespace for item in found] == [("mem", "u1"), ("mem", "u2")]
+        assert found[0].score == pytest.approx(1.0, abs=1e-6)
     finally:
         admin.close()
         if use_async:
@@ -578,3 +590,36 @@ async def test_per_put_index_paths_and_reindex_on_update(make: Any, client: Any)
     assert client.hget(item_key(("p", "1"), "k"), "vec") is None
     [only] = await store.search(("p",), query="apple")
     assert only.score is None
+
+
+async def test_query_search_refreshes_only_the_returned_items(make: Any, client: Any) -> None:
+    embed = WordVectors(dims=8)
+    store = make(index={"dims": 8, "embed": embed, "fields": ["t"]})
+    ns = ("r", "1")
+    for key, words in (("best", "apple pie"), ("other", "car boat"), ("third", "red slow")):
+        await store.put(ns, key, {"t": words}, ttl=1)
+        client.pexpire(item_key(ns, key), 5_000)
+    [top] = await store.search(ns, query="apple pie", limit=1)
+    assert top.key == "best" and top.score == pytest.approx(1.0, abs=1e-6)
+    assert client.pttl(item_key(ns, "best")) > 55_000
+    assert client.pttl(item_key(ns, "other")) <= 5_000
+    assert client.pttl(item_key(ns, "third")) <= 5_000
+    await store.search(ns, query="car boat", limit=1, refresh_ttl=False)
+    assert client.pttl(item_key(ns, "other")) <= 5_000
+
+
+async def test_vector_search_on_a_decode_responses_client(redis_url: str) -> None:
+    """The packed vectors come back as bytes even from a decode_responses=True client."""
+    embed = WordVectors(dims=8)
+    decoding = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        store = RedisStore(decoding, index={"dims": 8, "embed": embed, "fields": ["t"]})
+        store.put(("d", "1"), "a", {"t": "apple"})
+        store.put(("d", "1"), "b", {"t": "boat"})
+        found = store.search(("d",), query="apple")
+        assert [item.key for item in found] == ["a", "b"]
+        assert all(item.score is not None for item in found)
+        assert [item.key for item in await store.asearch(("d", "1"), query="boat")] == ["b", "a"]
+    finally:
+        decoding.close()
+        await aclose_shared_clients()

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import math
+import operator
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -131,7 +133,7 @@ class Search(NamedTuple):
     offset: int
     limit: int
     refresh: bool
-    query: bytes | None = None  # the packed unit query vector
+    query: tuple[float, ...] | None = None  # the unit query vector
     dims: int = 0
 
 
@@ -335,6 +337,27 @@ def plan_puts(keys: StoreKeys, shard: str, puts: Sequence[Put]) -> Plan[None]:
     )
 
 
+_LITTLE = array("H", [1]).tobytes() == b"\x01\x00"
+
+
+def best_score(packed: bytes, query: Sequence[float], dims: int) -> float | None:
+    """The best cosine similarity of an item's vectors (packed little-endian float32 unit
+    vectors, one after another) with the unit query: InMemoryStore's max over an item's
+    indexed fields. None when it has none (or they are not ``dims`` long)."""
+    if not packed or len(packed) % (4 * dims):
+        return None
+    floats = array("f")
+    floats.frombytes(packed)
+    if not _LITTLE:  # pragma: no cover - big-endian hosts
+        floats.byteswap()
+    view = memoryview(floats)
+    mul = operator.mul
+    best: float = max(
+        sum(map(mul, query, view[start : start + dims])) for start in range(0, len(floats), dims)
+    )
+    return best
+
+
 class _Match(NamedTuple):
     """A search match with what orders it across shards."""
 
@@ -343,12 +366,17 @@ class _Match(NamedTuple):
     created: int
     score: float | None
     item: Stored
+    ttl: bool  # the item has a ttl (to refresh if it is returned)
 
 
 def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> Plan[list[_Match]]:
-    """One shard's matches: the page itself (``page``), or its first offset+limit."""
+    """One shard's matches: the page itself (``page``), or its first offset+limit; with a
+    query every match and its vectors, ranked here (see :func:`search_flow`)."""
     offset, limit = search.offset, search.limit
-    if not page or offset < 0 or limit < 0:
+    ranked = search.query is not None
+    if ranked:
+        offset, limit = 0, -1
+    elif not page or offset < 0 or limit < 0:
         offset, limit = 0, (search.offset + search.limit if min(offset, limit) >= 0 else -1)
     args = (
         keys.head(shard),
@@ -356,60 +384,78 @@ def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> P
         search.filter,
         offset,
         limit,
-        "1" if search.refresh else "0",
-        search.query or b"",
+        "1" if search.refresh and not ranked else "0",
+        "",
         search.dims,
-        "score",
+        "fetch" if ranked else "score",
     )
 
     def parse(replies: list[Any]) -> list[_Match]:
         matches = []
-        for path, key, value, created, updated, ns_score, score, _vec in _checked(replies[0]):
+        for path, key, value, created, updated, ns_score, _score, vec, ttl in _checked(replies[0]):
             namespace, name = namespace_of(text(path)), text(key)
             created_us = _stamp(created, namespace, name, keys)
+            score = None
+            if search.query is not None and vec is not None:
+                score = best_score(bytes(vec), search.query, search.dims)
             item = Stored(
                 namespace,
                 name,
                 _decode(namespace, name, value, keys),
                 created_us,
                 _stamp(updated, namespace, name, keys),
-                None if score is None else float(text(score)),
+                score,
             )
-            matches.append(_Match(float(text(ns_score)), text(path), created_us, item.score, item))
+            matches.append(
+                _Match(float(text(ns_score)), text(path), created_us, score, item, ttl is not None)
+            )
         return matches
 
     call = Call(args, script=SEARCH_SCRIPT, keys=keys.shard_keys(shard), raw=True)
     return Plan((call,), parse)
 
 
-def _merge(matches: Iterable[_Match], search: Search) -> list[Stored]:
-    """Matches of several shards in one listing's order, then the page."""
+def _merge(matches: Iterable[_Match], search: Search) -> list[_Match]:
+    """Matches of several shards in one listing's order (with a query: by score, ties
+    in that order, then those without vectors), then the page."""
     ordered = sorted(matches, key=lambda m: (m.ns_score, m.path, m.created))
     if search.query is not None:
         scored = [m for m in ordered if m.score is not None]
         scored.sort(key=lambda m: -(m.score or 0.0))  # stable: ties keep listing order
         ordered = scored + [m for m in ordered if m.score is None]
-    items = [m.item for m in ordered]
-    return items[search.offset : search.offset + search.limit]
+    return ordered[search.offset : search.offset + search.limit]
 
 
 def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
     """A search: one script when the prefix fixes the shard, else one per shard that
-    holds a namespace under the prefix (found in the registry)."""
+    holds a namespace under the prefix (found in the registry). With a query the
+    scripts return every match with its vectors and the client ranks them (measured:
+    as fast end to end, and the server is blocked 3 to 5 times less than by scoring in
+    Lua); the returned items' ttls are then refreshed in a second round trip."""
     if len(search.prefix) >= keys.depth:
         shard = keys.shard(search.prefix)
-        exact = min(search.offset, search.limit) >= 0
+        exact = min(search.offset, search.limit) >= 0 and search.query is None
         matches = yield plan_search(keys, shard, search, page=exact)
         if exact:
             return [m.item for m in matches]
-        return _merge(matches, search)
-    paths = yield _registry_plan(keys, search.prefix)
-    shards = sorted({keys.shard(namespace_of(path)) for path in paths})
-    if not shards:
-        return []
-    plans = [plan_search(keys, shard, search, page=False) for shard in shards]
-    found = yield _together(plans)
-    return _merge((m for matches in found for m in matches), search)
+        page = _merge(matches, search)
+    else:
+        paths = yield _registry_plan(keys, search.prefix)
+        shards = sorted({keys.shard(namespace_of(path)) for path in paths})
+        if not shards:
+            return []
+        plans = [plan_search(keys, shard, search, page=False) for shard in shards]
+        found = yield _together(plans)
+        page = _merge((m for matches in found for m in matches), search)
+    if search.query is not None and search.refresh:
+        by_shard: dict[str, list[Get]] = {}
+        for match in page:
+            if match.ttl:
+                get = Get(match.item.namespace, match.item.key, True)
+                by_shard.setdefault(keys.shard(get.namespace), []).append(get)
+        if by_shard:
+            yield _together([plan_gets(keys, shard, gets) for shard, gets in by_shard.items()])
+    return [m.item for m in page]
 
 
 def _matches(conditions: Sequence[tuple[str, tuple[str, ...]]], namespace: tuple[str, ...]) -> bool:

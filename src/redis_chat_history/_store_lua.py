@@ -304,11 +304,12 @@ end
 
 # KEYS: the shard's namespace zset, its clock. ARGV: the shard's key head, the namespace
 # path prefix ('' = all), the compiled filter ('' none), offset, limit (-1: all), refresh,
-# the packed unit query vector ('' none), dims, mode ('score': rank here; 'fetch': return
-# every match with its vectors, for the client to rank).
+# the packed unit query vector ('' none), dims, mode ('fetch': return every match with
+# its vectors, for the client to rank, as the store does; 'score': rank here, kept so
+# benchmarks/store_search.py can measure that choice again: it blocks the server longer).
 # Reply: matches in listing order (namespaces by creation, items by creation), or ranked
 # by cosine similarity, each {path, key, value, created, updated, namespace score,
-# item score or false, vectors (fetch mode)}.
+# item score or false, vectors (fetch mode) or false, ttl ms or false}.
 SEARCH_SCRIPT = Script(
     _PRELUDE
     + _REFRESH
@@ -455,7 +456,7 @@ for i = first, last do
     score = string.format('%.17g', score)
   end
   reply[#reply + 1] = {entry[1], entry[2], entry[3], entry[4], entry[5], entry[6], score,
-                       entry[8]}
+                       entry[8], entry[11] or false}
 end
 return reply
 """

@@ -89,15 +89,20 @@ def _ttl_ms(minutes: Any) -> int:
     return max(1, round(minutes * 60_000))
 
 
-def _unit_vector(vector: Sequence[float], dims: int) -> bytes:
-    """An embedding as packed little-endian float32, scaled to length 1 (a zero vector
-    stays zero, scoring 0 as InMemoryStore has it), so a dot product is the cosine."""
+def _unit(vector: Sequence[float], dims: int) -> tuple[float, ...]:
+    """An embedding scaled to length 1 (a zero vector stays zero, scoring 0 as
+    InMemoryStore has it), so a dot product is the cosine."""
     if len(vector) != dims:
         raise InvalidOptionError(
             f"the embeddings have {len(vector)} dimensions, but index['dims'] is {dims}"
         )
     norm = math.sqrt(math.fsum(float(x) * float(x) for x in vector))
-    packed = array("f", (float(x) / norm for x in vector) if norm > 0 else vector)
+    return tuple(float(x) / norm if norm > 0 else float(x) for x in vector)
+
+
+def _unit_vector(vector: Sequence[float], dims: int) -> bytes:
+    """An embedding as stored: its unit vector as packed little-endian float32."""
+    packed = array("f", _unit(vector, dims))
     if packed.itemsize != 4:  # pragma: no cover - every CPython platform has 4-byte floats
         raise RuntimeError("array('f') is not float32 here")
     return packed.tobytes() if _LITTLE else _swapped(packed)
@@ -171,7 +176,7 @@ class _Prepared:
             raise InvalidOptionError("the embedder returned a different number of vectors")
         packed = [_unit_vector(vector, dims) for vector in text_vectors]
         queries = {
-            query: _unit_vector(vector, dims)
+            query: _unit(vector, dims)
             for query, vector in zip(self.queries, query_vectors, strict=True)
         }
         converted: list[core.Op] = []
