@@ -25,8 +25,10 @@ pytest.importorskip("langgraph.store.base")
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp, SearchOp
+from langgraph.graph import END, START, StateGraph
+from langgraph.store.base import BaseStore, GetOp, InvalidNamespaceError, PutOp, SearchOp
 from langgraph.store.memory import InMemoryStore
+from typing_extensions import TypedDict
 
 import topologies
 from redis_chat_history import aclose_shared_clients
@@ -146,6 +148,45 @@ def _script_calls(client: Any) -> int:
     return sum(
         int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
     )
+
+
+class Turn(TypedDict):
+    user: str
+    text: str
+    remembered: list[str]
+
+
+async def test_graph_nodes_read_and_write_memories(redis_url: str) -> None:
+    """A compiled graph hands the store to its nodes (sync and async), as create_agent's
+    tools get it; memories persist across invocations."""
+
+    def remember(state: Turn, *, store: BaseStore) -> dict[str, Any]:
+        namespace = ("memories", state["user"])
+        store.put(namespace, str(len(store.search(namespace))), {"text": state["text"]})
+        return {"remembered": [item.value["text"] for item in store.search(namespace)]}
+
+    async def aremember(state: Turn, *, store: BaseStore) -> dict[str, Any]:
+        namespace = ("memories", state["user"])
+        await store.aput(
+            namespace, str(len(await store.asearch(namespace))), {"text": state["text"]}
+        )
+        return {"remembered": [item.value["text"] for item in await store.asearch(namespace)]}
+
+    for node, store in ((remember, RedisStore(redis_url)), (aremember, AsyncRedisStore(redis_url))):
+        builder = StateGraph(Turn)
+        builder.add_node("remember", node)
+        builder.add_edge(START, "remember")
+        builder.add_edge("remember", END)
+        graph = builder.compile(store=store)
+        user = node.__name__
+        if node is remember:
+            graph.invoke({"user": user, "text": "likes tea", "remembered": []})
+            out = graph.invoke({"user": user, "text": "lives in Oslo", "remembered": []})
+        else:
+            await graph.ainvoke({"user": user, "text": "likes tea", "remembered": []})
+            out = await graph.ainvoke({"user": user, "text": "lives in Oslo", "remembered": []})
+        assert out["remembered"] == ["likes tea", "lives in Oslo"]
+    await aclose_shared_clients()
 
 
 # 2. Search and listings, against InMemoryStore on the same data.
@@ -434,7 +475,10 @@ async def test_from_conn_string_and_given_clients(redis_url: str) -> None:
         on_sync = RedisStore(sync_client)
         assert on_sync.get(("f", "1"), "k").value == {"v": 1}
         assert (await on_sync.aget(("f", "1"), "k")).value == {"v": 1}
-        on_async = AsyncRedisStore(async_client)
+        assert RedisStore(redis_url=redis_url).get(("f", "1"), "k").value == {"v": 1}
+        with pytest.raises(InvalidOptionError, match="one of"):
+            AsyncRedisStore(redis_url, redis_client=async_client)
+        on_async = AsyncRedisStore(redis_client=async_client)
         await on_async.aput(("f", "1"), "k2", {"v": 2})
         assert [item.key for item in await on_async.asearch(("f",))] == ["k", "k2"]
         with pytest.raises(InvalidOptionError, match="sync API"):
@@ -445,7 +489,84 @@ async def test_from_conn_string_and_given_clients(redis_url: str) -> None:
         await aclose_shared_clients()
 
 
-# 6. Cluster.
+# 6. Lost replies: redis-py re-sends a batch after a timeout (test_exactly_once's recipe).
+
+
+@pytest.fixture
+def lost_reply(topology: str) -> Any:
+    if topology != "standalone":
+        pytest.skip("the lost-reply recipe needs DEBUG SLEEP on the standalone server")
+    import test_exactly_once
+
+    return test_exactly_once
+
+
+def shape(client: Any, prefix: str) -> dict[str, Any]:
+    """The store's keys and contents, leaving out what a re-send changes: clocks,
+    stamps, scores (the order they give is checked through search)."""
+    found: dict[str, Any] = {}
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        name, kind = key.decode()[len(prefix) :], client.type(key)
+        if kind == b"hash":
+            fields = client.hgetall(key)
+            found[name] = {f: v for f, v in fields.items() if f not in (b"created", b"updated")}
+        elif kind == b"zset":
+            found[name] = client.zrange(key, 0, -1)
+        elif not name.endswith(":clock"):
+            found[name] = client.get(key)
+    return found
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_lost_reply_batch_applies_once(
+    lost_reply: Any, redis_server: Any, redis_url: str, client: Any, use_async: bool
+) -> None:
+    """A batch of puts and a delete re-sent after a lost reply leaves what one send does."""
+    if use_async:
+        flaky: Any = redis.asyncio.Redis(
+            host="127.0.0.1",
+            port=redis_server.port,
+            socket_timeout=lost_reply.CLIENT_TIMEOUT,
+            retry=lost_reply.async_retry(),
+        )
+        store = Both(AsyncRedisStore(flaky), True)
+    else:
+        flaky = redis_server.client(
+            socket_timeout=lost_reply.CLIENT_TIMEOUT, retry=lost_reply.sync_retry()
+        )
+        store = Both(RedisStore(flaky), False)
+    reference = Both(RedisStore(redis_url, prefix="ref"), False)
+    ops = [
+        PutOp(("l", "1"), "a", {"v": 1}, ttl=1),
+        PutOp(("l", "1"), "b", {"v": 2}),
+        PutOp(("l", "2"), "c", {"v": 3}),
+        PutOp(("l", "1"), "old", None),
+    ]
+    try:
+        for target in (reference, store):  # scripts loaded before the sleep
+            await target.put(("l", "1"), "old", {"v": 0})
+            await target.put(("l", "1"), "a", {"v": 0})
+        await reference.batch(ops)
+        lost_reply.reset_stats(redis_server)
+        with lost_reply.server_asleep(redis_server):
+            await store.batch(ops)
+        assert lost_reply.calls_of(redis_server, "evalsha") >= 2, "the batch was not re-sent"
+        assert shape(client, "lgstore") == shape(client, "ref")
+        assert keys_of(await store.search(("l",))) == keys_of(await reference.search(("l",)))
+        first = await reference.get(("l", "1"), "a")
+        again = await store.get(("l", "1"), "a")
+        assert again.value == first.value == {"v": 1}
+        new = await store.get(("l", "2"), "c")
+        assert new.created_at < new.updated_at  # the re-send updated it, keeping created
+    finally:
+        if use_async:
+            await flaky.aclose()
+        else:
+            flaky.close()
+        await aclose_shared_clients()
+
+
+# 7. Cluster.
 
 
 @pytest.fixture(scope="module")
@@ -512,7 +633,7 @@ async def test_cluster_shards_fan_out_and_listings(
             conn.close()
 
 
-# 7. Vector search, exact, against a brute-force reference.
+# 8. Vector search, exact, against a brute-force reference.
 
 
 class WordVectors:

@@ -256,8 +256,10 @@ class _StoreBase(BaseStore):
 
     def __init__(
         self,
-        conn: Any,
+        conn: Any = None,
         *,
+        redis_url: str | None = None,
+        redis_client: Any = None,
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
         prefix: str = "lgstore",
@@ -282,6 +284,10 @@ class _StoreBase(BaseStore):
         self._keys = core.StoreKeys(prefix, shard_depth)
         self._settings = StoreSettings.build(retry_deadline=retry_deadline)
         self._setup_index(index)
+        given = [value for value in (conn, redis_url, redis_client) if value is not None]
+        if len(given) != 1:
+            raise InvalidOptionError("pass one of conn, redis_url= or redis_client=")
+        conn = given[0]
         self._url: str | None = None
         self._given_sync: SyncClient | None = None
         self._given_async: AsyncClient | None = None
@@ -410,12 +416,14 @@ class _StoreBase(BaseStore):
 
 class RedisStore(_StoreBase):
     """A LangGraph store on plain Redis over ``conn``: a redis-py client (sync, asyncio
-    or cluster; the other API uses a twin) or a URL. ``index`` and ``ttl`` are
-    LangGraph's IndexConfig and TTLConfig; our own options are keyword-only: ``prefix``
-    (of every key, default ``"lgstore"``), ``shard_depth`` (how many leading labels of a
-    namespace share a cluster slot, default 2: ``("memories", user_id)`` is one slot per
-    user), ``retry_deadline`` (seconds of retrying through failovers), ``max_value_bytes``
-    (the largest value accepted, as JSON)."""
+    or cluster; the other API uses a twin) or a URL; ``redis_url=`` and ``redis_client=``
+    are accepted too, as langgraph-checkpoint-redis's AsyncRedisStore names them.
+    ``index`` and ``ttl`` are LangGraph's IndexConfig and TTLConfig. Our own options are
+    keyword-only: ``prefix`` (of every key, default ``"lgstore"``), ``shard_depth`` (how
+    many leading labels of a namespace share a cluster slot, default 2:
+    ``("memories", user_id)`` is one slot per user), ``retry_deadline`` (seconds of
+    retrying through failovers), ``max_value_bytes`` (the largest value accepted, as
+    JSON)."""
 
     @classmethod
     @contextmanager
