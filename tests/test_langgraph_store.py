@@ -729,6 +729,19 @@ async def test_query_search_refreshes_only_the_returned_items(make: Any, client:
     assert client.pttl(item_key(ns, "other")) <= 5_000
 
 
+async def test_fan_out_search_refreshes_only_the_page(make: Any, client: Any) -> None:
+    store = make()
+    for user in ("u1", "u2"):
+        for key in ("a", "b"):
+            await store.put(("f", user), key, {"v": 1}, ttl=1)
+            client.pexpire(item_key(("f", user), key), 5_000)
+    page = await store.search(("f",), limit=1, offset=1)  # shorter than the shard depth
+    assert keys_of(page) == [(("f", "u1"), "b")]
+    assert client.pttl(item_key(("f", "u1"), "b")) > 55_000
+    for namespace, key in ((("f", "u1"), "a"), (("f", "u2"), "a"), (("f", "u2"), "b")):
+        assert client.pttl(item_key(namespace, key)) <= 5_000
+
+
 async def test_vector_search_on_a_decode_responses_client(redis_url: str) -> None:
     """The packed vectors come back as bytes even from a decode_responses=True client."""
     embed = WordVectors(dims=8)

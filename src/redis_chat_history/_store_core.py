@@ -370,8 +370,9 @@ class _Match(NamedTuple):
 
 
 def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> Plan[list[_Match]]:
-    """One shard's matches: the page itself (``page``), or its first offset+limit; with a
-    query every match and its vectors, ranked here (see :func:`search_flow`)."""
+    """One shard's matches: the page itself (``page``: the script refreshes their ttls),
+    or its first offset+limit; with a query every match and its vectors, ranked here
+    (see :func:`search_flow`)."""
     offset, limit = search.offset, search.limit
     ranked = search.query is not None
     if ranked:
@@ -384,7 +385,7 @@ def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> P
         search.filter,
         offset,
         limit,
-        "1" if search.refresh and not ranked else "0",
+        "1" if search.refresh and page and not ranked else "0",
         "",
         search.dims,
         "fetch" if ranked else "score",
@@ -429,9 +430,10 @@ def _merge(matches: Iterable[_Match], search: Search) -> list[_Match]:
 def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
     """A search: one script when the prefix fixes the shard, else one per shard that
     holds a namespace under the prefix (found in the registry). With a query the
-    scripts return every match with its vectors and the client ranks them (measured:
-    as fast end to end, and the server is blocked 3 to 5 times less than by scoring in
-    Lua); the returned items' ttls are then refreshed in a second round trip."""
+    scripts return every match with its vectors and the client ranks them (measured by
+    benchmarks/store_search.py: as fast end to end, and the server is blocked 2.6 to 4.8
+    times less than by scoring in Lua). Unless the script returned the page itself, the
+    ttls of the returned items are refreshed in a second round trip (if any has one)."""
     if len(search.prefix) >= keys.depth:
         shard = keys.shard(search.prefix)
         exact = min(search.offset, search.limit) >= 0 and search.query is None
@@ -447,7 +449,7 @@ def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
         plans = [plan_search(keys, shard, search, page=False) for shard in shards]
         found = yield _together(plans)
         page = _merge((m for matches in found for m in matches), search)
-    if search.query is not None and search.refresh:
+    if search.refresh:
         by_shard: dict[str, list[Get]] = {}
         for match in page:
             if match.ttl:
