@@ -1,4 +1,4 @@
-"""The redis-free core of the LangGraph store: keys, values, filters, plans and flows.
+"""The redis-free core of the LangGraph store: keys, values, plans and flows.
 
 Items are grouped in *shards*: the first ``shard_depth`` labels of a namespace (all of
 them when it is shorter). A shard's keys share one hash tag, so one script serves every
@@ -36,7 +36,6 @@ then the items without vectors.
 from __future__ import annotations
 
 import json
-import math
 import operator
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,7 +44,7 @@ from typing import Any, NamedTuple
 
 from ._plan import Call, Flow, Plan, text
 from ._store_lua import ALIVE_SCRIPT, GET_SCRIPT, PUT_SCRIPT, SEARCH_SCRIPT
-from .errors import CorruptItemError, InvalidItemError, InvalidOptionError, WrongTypeError
+from .errors import CorruptItemError, InvalidItemError, WrongTypeError
 from .layouts import encode_tag
 
 __all__ = [
@@ -56,14 +55,11 @@ __all__ = [
     "Stored",
     "StoreKeys",
     "batch_flow",
-    "compile_filter",
     "encode_value",
     "namespace_of",
     "path_of",
 ]
 
-#: Integers beyond this lose precision as Lua numbers (doubles): refused in filters.
-_EXACT_INT = 2**53
 #: Namespaces a listing checks for live items per round trip.
 _CHECK_CHUNK = 256
 
@@ -129,7 +125,7 @@ class Get(NamedTuple):
 
 class Search(NamedTuple):
     prefix: tuple[str, ...]
-    filter: str  # compiled (compile_filter), '' for none
+    filter: str  # compiled (_store_filters.compile_filter), "" for none
     offset: int
     limit: int
     refresh: bool
@@ -170,77 +166,6 @@ def encode_value(namespace: tuple[str, ...], key: str, value: Any, max_bytes: in
             f"{where}: the value encodes to {size} bytes, over max_value_bytes={max_bytes}"
         )
     return encoded
-
-
-# Filters.
-
-_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
-
-
-def _exact(value: Any, where: str) -> Any:
-    """A filter value as JSON the scripts read exactly, or InvalidOptionError."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
-        if abs(value) > _EXACT_INT:
-            raise InvalidOptionError(f"filter {where}: integers beyond ±2**53 are not exact")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidOptionError(f"filter {where}: {value} is not a JSON number")
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _exact(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_exact(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise InvalidOptionError(f"filter {where}: {type(value).__name__} is not a JSON value")
-
-
-def _node(value: Any, where: str) -> list[Any]:
-    """One filter value as a script node (see _store_lua's _FILTER), the shape of
-    InMemoryStore's ``_compare_values``."""
-    if isinstance(value, Mapping):
-        if any(str(name).startswith("$") for name in value):
-            pairs = []
-            for op, operand in value.items():
-                if op not in _OPERATORS:
-                    raise InvalidOptionError(f"filter {where}: unsupported operator {op!r}")
-                if op in ("$eq", "$ne"):
-                    pairs.append([op, _exact(operand, f"{where}.{op}")])
-                    continue
-                try:
-                    number = float(operand)
-                except (TypeError, ValueError) as exc:
-                    raise InvalidOptionError(
-                        f"filter {where}: {op} needs a number, got {operand!r}"
-                    ) from exc
-                pairs.append([op, _exact(number, f"{where}.{op}")])
-            return ["ops", pairs]
-        return ["obj", _entries(value, where)]
-    if isinstance(value, (list, tuple)):
-        return ["arr", [_node(v, f"{where}[{i}]") for i, v in enumerate(value)]]
-    return ["eq", _exact(value, where)]
-
-
-def _entries(filter: Mapping[str, Any], where: str) -> list[list[Any]]:
-    entries = []
-    for name, value in filter.items():
-        if not isinstance(name, str):
-            raise InvalidOptionError(f"filter {where}: keys must be str, got {name!r}")
-        parts = name.split(".") if "." in name else False
-        entries.append([name, _node(value, f"{where}{name}"), parts])
-    return entries
-
-
-def compile_filter(filter: Mapping[str, Any] | None) -> str:
-    """A search filter as the scripts evaluate it ('' for none). Every key is looked up
-    in the value as InMemoryStore does (``value.get(key)``); a dotted key not present as
-    such is followed as a path (``"a.b"`` reads ``value["a"]["b"]``)."""
-    if not filter:
-        return ""
-    if not isinstance(filter, Mapping):
-        raise InvalidOptionError(f"filter must be a dict, not {type(filter).__name__}")
-    return json.dumps(["obj", _entries(filter, "")], ensure_ascii=False)
 
 
 # Replies.
