@@ -21,6 +21,7 @@ EXPECTED_ALL = {
     "close_shared_clients", "redact_url",
     "MAX_TITLE_LENGTH", "OwnerConflictError", "ReindexReport", "SessionInfo", "SessionPage",
     "StoreSettings", "CorruptCheckpointError", "InvalidCheckpointError",
+    "CorruptItemError", "InvalidItemError",
 }  # fmt: skip
 
 

@@ -256,11 +256,12 @@ class SyncDriver(StoreBase[_io.Client]):
 
     @staticmethod
     def _send(client: _io.Client, call: Call) -> Any:
+        command: Any = client.execute_command  # typed in one flavour of redis-py only
         if call.script is None:
-            command: Any = client.execute_command  # typed in one flavour of redis-py only
             return command(*call.args, **_io.options(call))
-        keys = call.keys
-        try:
-            return client.evalsha(call.script.sha, len(keys), *keys, *call.args)
+        try:  # EVALSHA as a plain command, so the reply of a raw call stays bytes
+            return command(*call.wire(), **_io.options(call))
         except NoScriptError:
-            return client.eval(call.script.text, len(keys), *keys, *call.args)
+            keys = call.keys
+            args = ("EVAL", call.script.text, len(keys), *keys, *call.args)
+            return command(*args, **_io.options(call))

@@ -10,6 +10,8 @@ Everything derives from :class:`ChatHistoryError`, so one ``except`` catches all
     ├── CorruptMessageError        (also ValueError) a stored value is not a message
     ├── InvalidCheckpointError     (also ValueError) a checkpoint, namespace or write is wrong
     ├── CorruptCheckpointError     (also ValueError) a stored checkpoint value is unreadable
+    ├── InvalidItemError           (also ValueError) a LangGraph store item cannot be stored
+    ├── CorruptItemError           (also ValueError) a stored LangGraph store item is unreadable
     ├── WrongTypeError             (also TypeError)  a key holds another Redis type
     ├── OwnerConflictError         (also ValueError) the session belongs to another owner
     ├── NotDurableError            written, but the durability level was not reached
@@ -29,9 +31,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatHistoryError",
     "CorruptCheckpointError",
+    "CorruptItemError",
     "CorruptMessageError",
     "DurabilityUnsupportedError",
     "InvalidCheckpointError",
+    "InvalidItemError",
     "InvalidMessageError",
     "InvalidOptionError",
     "InvalidSessionIdError",
@@ -98,6 +102,20 @@ class CorruptCheckpointError(ChatHistoryError, ValueError):
     def __init__(self, key: str, field: str, reason: str) -> None:
         self.key, self.field, self.reason = key, field, reason
         super().__init__(f"checkpoint data at {key!r} field {field!r} cannot be read: {reason}")
+
+
+class InvalidItemError(ChatHistoryError, ValueError):
+    """A LangGraph store item cannot be stored as given (its value is not a JSON object,
+    is over the size limit, or its key is not a str); nothing of its batch was written."""
+
+
+class CorruptItemError(ChatHistoryError, ValueError):
+    """A stored LangGraph store item cannot be read; ``key`` is its Redis key. Other items
+    are untouched."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key, self.reason = key, reason
+        super().__init__(f"store item at {key!r} cannot be read: {reason}")
 
 
 class WrongTypeError(ChatHistoryError, TypeError):
