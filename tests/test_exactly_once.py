@@ -42,6 +42,17 @@ def async_retry() -> redis.asyncio.retry.Retry:
     return redis.asyncio.retry.Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), 10)
 
 
+def flaky(redis_server: EmbeddedRedis, use_async: bool) -> Any:
+    """A client (asyncio or sync) that times out fast and retries: a reply lost to a
+    timeout is answered by redis-py re-sending the command."""
+    if use_async:
+        return redis.asyncio.Redis(
+            host="127.0.0.1", port=redis_server.port, socket_timeout=CLIENT_TIMEOUT,
+            retry=async_retry(),
+        )  # fmt: skip
+    return redis_server.client(socket_timeout=CLIENT_TIMEOUT, retry=sync_retry())
+
+
 def record(text: str) -> dict[str, Any]:
     return {"type": "human", "data": {"content": text, "type": "human"}}
 

@@ -15,7 +15,7 @@ import inspect
 import operator
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 import pytest
@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
+from both_apis import Both
 from redis_chat_history import aclose_shared_clients
 from redis_chat_history.embedded import EmbeddedRedis
 from redis_chat_history.errors import (
@@ -52,30 +53,6 @@ MODES: dict[str, tuple[type, bool]] = {
     "sync-on-async": (AsyncRedisSaver, False),
     "async-on-sync": (RedisSaver, True),
 }
-
-
-class Both:
-    """One awaitable surface over the sync or the async methods of a saver or a graph:
-    ``await both.put(...)`` calls ``put`` or ``aput``; iterators come back as lists."""
-
-    def __init__(self, target: Any, use_async: bool) -> None:
-        self.target = target
-        self.use_async = use_async
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.target, f"a{name}" if self.use_async else name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            if hasattr(result, "__aiter__"):
-                return [item async for item in result]
-            if inspect.isawaitable(result):
-                return await result
-            if inspect.isgenerator(result) or isinstance(result, Iterator):
-                return list(result)
-            return result
-
-        return call
 
 
 @pytest.fixture(params=list(MODES))
@@ -780,19 +757,8 @@ async def test_lost_reply_put_and_put_writes_stored_once(
     lost_reply: Any, redis_server: EmbeddedRedis, redis_url: str, client: Any, use_async: bool
 ) -> None:
     """put and put_writes re-sent by redis-py after a lost reply store what one send does."""
-    if use_async:
-        flaky: Any = redis.asyncio.Redis(
-            host="127.0.0.1",
-            port=redis_server.port,
-            socket_timeout=lost_reply.CLIENT_TIMEOUT,
-            retry=lost_reply.async_retry(),
-        )
-        saver = Both(AsyncRedisSaver(redis_client=flaky), True)
-    else:
-        flaky = redis_server.client(
-            socket_timeout=lost_reply.CLIENT_TIMEOUT, retry=lost_reply.sync_retry()
-        )
-        saver = Both(RedisSaver(redis_client=flaky), False)
+    flaky = lost_reply.flaky(redis_server, use_async)
+    saver = Both((AsyncRedisSaver if use_async else RedisSaver)(redis_client=flaky), use_async)
     reference = Both(RedisSaver(redis_url, prefix="ref"), False)
     try:
         first = make_checkpoint({"a": 1, "b": 2}, {"a": "00001", "b": "00001"})

@@ -11,10 +11,9 @@ API, and each class serving the other API.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,14 @@ pytest.importorskip("langgraph.store.base")
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.cluster
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore, GetOp, InvalidNamespaceError, PutOp, SearchOp
 from langgraph.store.memory import InMemoryStore
 from typing_extensions import TypedDict
 
 import topologies
+from both_apis import Both
 from redis_chat_history import aclose_shared_clients
 from redis_chat_history.errors import (
     CorruptItemError,
@@ -48,23 +49,6 @@ MODES: dict[str, tuple[type, bool]] = {
     "sync-on-async": (AsyncRedisStore, False),
     "async-on-sync": (RedisStore, True),
 }
-
-
-class Both:
-    """``await both.put(...)`` calls ``put`` or ``aput`` of the store."""
-
-    def __init__(self, target: Any, use_async: bool) -> None:
-        self.target = target
-        self.use_async = use_async
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.target, f"a{name}" if self.use_async else name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-
-        return call
 
 
 @pytest.fixture(params=list(MODES))
@@ -396,10 +380,10 @@ async def test_bad_values_write_nothing_of_the_batch(
 ) -> None:
     store = make(max_value_bytes=1000)
     await store.put(("ok", "1"), "k", {"v": 1})
-    before = {key: client.dump(key) for key in client.keys("*")}
+    before = {key: client.dump(key) for key in client.scan_iter(count=1000)}
     with pytest.raises(InvalidItemError, match=reason):
         await store.batch([PutOp(("ok", "1"), "k2", {"v": 2}), PutOp(("ok", "1"), "bad", value)])
-    assert {key: client.dump(key) for key in client.keys("*")} == before
+    assert {key: client.dump(key) for key in client.scan_iter(count=1000)} == before
 
 
 async def test_bad_options_and_filters(make: Any) -> None:
@@ -464,11 +448,14 @@ async def test_corrupt_items_name_their_key(make: Any, client: Any) -> None:
 # 5. Clients and constructors.
 
 
-async def test_from_conn_string_and_given_clients(redis_url: str) -> None:
+async def test_from_conn_string_and_given_clients(redis_url: str, topology: str) -> None:
     with RedisStore.from_conn_string(redis_url) as store:
         store.put(("f", "1"), "k", {"v": 1})
     async with AsyncRedisStore.from_conn_string(redis_url) as astore:
         assert (await astore.aget(("f", "1"), "k")).value == {"v": 1}
+    await aclose_shared_clients()
+    if topology != "standalone":
+        return  # the given plain clients below need a standalone server (URLs work anywhere)
     sync_client = redis.Redis.from_url(redis_url, decode_responses=True)
     async_client = redis.asyncio.Redis.from_url(redis_url)
     try:
@@ -522,19 +509,8 @@ async def test_lost_reply_batch_applies_once(
     lost_reply: Any, redis_server: Any, redis_url: str, client: Any, use_async: bool
 ) -> None:
     """A batch of puts and a delete re-sent after a lost reply leaves what one send does."""
-    if use_async:
-        flaky: Any = redis.asyncio.Redis(
-            host="127.0.0.1",
-            port=redis_server.port,
-            socket_timeout=lost_reply.CLIENT_TIMEOUT,
-            retry=lost_reply.async_retry(),
-        )
-        store = Both(AsyncRedisStore(flaky), True)
-    else:
-        flaky = redis_server.client(
-            socket_timeout=lost_reply.CLIENT_TIMEOUT, retry=lost_reply.sync_retry()
-        )
-        store = Both(RedisStore(flaky), False)
+    flaky = lost_reply.flaky(redis_server, use_async)
+    store = Both((AsyncRedisStore if use_async else RedisStore)(flaky), use_async)
     reference = Both(RedisStore(redis_url, prefix="ref"), False)
     ops = [
         PutOp(("l", "1"), "a", {"v": 1}, ttl=1),
@@ -742,10 +718,13 @@ async def test_fan_out_search_refreshes_only_the_page(make: Any, client: Any) ->
         assert client.pttl(item_key(namespace, key)) <= 5_000
 
 
-async def test_vector_search_on_a_decode_responses_client(redis_url: str) -> None:
+async def test_vector_search_on_a_decode_responses_client(redis_url: str, topology: str) -> None:
     """The packed vectors come back as bytes even from a decode_responses=True client."""
+    if redis_url.startswith("redis+sentinel"):
+        pytest.skip("a given plain client needs the server's own URL, not Sentinel's")
     embed = WordVectors(dims=8)
-    decoding = redis.Redis.from_url(redis_url, decode_responses=True)
+    kind: Any = redis.cluster.RedisCluster if topology == "cluster" else redis.Redis
+    decoding = kind.from_url(redis_url, decode_responses=True)
     try:
         store = RedisStore(decoding, index={"dims": 8, "embed": embed, "fields": ["t"]})
         store.put(("d", "1"), "a", {"t": "apple"})

@@ -32,6 +32,20 @@ def test_all_is_the_public_surface() -> None:
         assert getattr(redis_chat_history, name) is not None
 
 
+def test_langgraph_module_exports_savers_and_stores() -> None:
+    """One import gives the checkpointers and the long-term memory stores."""
+    langgraph = pytest.importorskip("redis_chat_history.langgraph")
+    assert set(langgraph.__all__) == {
+        "AsyncRedisSaver",
+        "AsyncRedisStore",
+        "RedisSaver",
+        "RedisStore",
+    }
+    from redis_chat_history.langgraph_store import AsyncRedisStore, RedisStore
+
+    assert langgraph.RedisStore is RedisStore and langgraph.AsyncRedisStore is AsyncRedisStore
+
+
 def _public_methods(cls: type) -> dict[str, inspect.Signature]:
     return {
         name: inspect.signature(member)

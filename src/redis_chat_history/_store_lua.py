@@ -32,6 +32,23 @@ local function wrongtype(key, expected)
   end
   return nil
 end
+-- KEYS of gets and puts: the shard's namespaces (zset), its clock (string), then per item
+-- its hash and its namespace's zset.
+local function wrongtype_in_item_keys()
+  for n = 1, #KEYS do
+    local expected = 'zset'
+    if n == 2 then
+      expected = 'string'
+    elseif n > 2 and n % 2 == 1 then
+      expected = 'hash'
+    end
+    local bad = wrongtype(KEYS[n], expected)
+    if bad then
+      return bad
+    end
+  end
+  return nil
+end
 local fresh = {}
 local function note_fresh(key)
   if redis.call('EXISTS', key) == 0 then
@@ -57,17 +74,9 @@ end
 PUT_SCRIPT = Script(
     _PRELUDE
     + """
-for n = 1, #KEYS do
-  local expected = 'zset'
-  if n == 2 then
-    expected = 'string'
-  elseif n > 2 and n % 2 == 1 then
-    expected = 'hash'
-  end
-  local bad = wrongtype(KEYS[n], expected)
-  if bad then
-    return bad
-  end
+local bad = wrongtype_in_item_keys()
+if bad then
+  return bad
 end
 local shard, clock_key = KEYS[1], KEYS[2]
 note_fresh(shard)
@@ -158,17 +167,9 @@ GET_SCRIPT = Script(
     _PRELUDE
     + _REFRESH
     + """
-for n = 1, #KEYS do
-  local expected = 'zset'
-  if n == 2 then
-    expected = 'string'
-  elseif n > 2 and n % 2 == 1 then
-    expected = 'hash'
-  end
-  local bad = wrongtype(KEYS[n], expected)
-  if bad then
-    return bad
-  end
+local bad = wrongtype_in_item_keys()
+if bad then
+  return bad
 end
 local refresh = ARGV[1] == '1'
 local reply = {}

@@ -9,11 +9,13 @@ Switching from langgraph-checkpoint-redis is an import change: the same construc
 (``redis_url``, ``redis_client``, ``connection_args``, ``ttl``) and ``from_conn_string``.
 Both classes serve the sync and the async API (``graph.get_state`` on an
 ``AsyncRedisSaver``, ``ainvoke`` on a ``RedisSaver``).
+
+The long-term memory store, ``RedisStore`` and ``AsyncRedisStore``, lives in
+:mod:`.langgraph_store` and is imported here too, so both come from one module.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import random
 import time
@@ -42,14 +44,15 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import _checkpoint_core as core
 from ._async_driver import AsyncDriver
-from ._clients import AsyncClient, SyncClient, async_twin, redact_url
 from ._plan import run_plan
 from ._sync_driver import SyncDriver
+from ._twin_drivers import TwinDriven, TwinDrivers
 from .durability import Durability, resolve_durability
 from .errors import InvalidCheckpointError, InvalidOptionError
+from .langgraph_store import AsyncRedisStore, RedisStore
 from .settings import StoreSettings
 
-__all__ = ["AsyncRedisSaver", "RedisSaver"]
+__all__ = ["AsyncRedisSaver", "AsyncRedisStore", "RedisSaver", "RedisStore"]
 
 
 def _ttl_settings(ttl: Mapping[str, Any] | None) -> tuple[int, bool]:
@@ -72,7 +75,7 @@ def _ttl_settings(ttl: Mapping[str, Any] | None) -> tuple[int, bool]:
     return max(1, round(minutes * 60_000)), refresh
 
 
-class _SaverBase(BaseCheckpointSaver[str]):
+class _SaverBase(TwinDriven, BaseCheckpointSaver[str]):
     """What both savers share: keys, (de)serialization, and both APIs over two drivers."""
 
     def __init__(
@@ -114,62 +117,15 @@ class _SaverBase(BaseCheckpointSaver[str]):
         self.prefix = prefix
         self._ttl_ms, self._refresh = _ttl_settings(ttl)
         self.ttl = dict(ttl) if ttl else None
-        self._settings = StoreSettings.build(retry_deadline=retry_deadline)
-        self._url = redis_url
-        self._given_sync: SyncClient | None = None
-        self._given_async: AsyncClient | None = None
+        settings = StoreSettings.build(retry_deadline=retry_deadline)
+        conn: Any = redis_url if redis_client is None else redis_client
         if connection_args:
-            self._given_sync = redis.Redis.from_url(redis_url or "", **connection_args)
-            self._url = None
-        elif isinstance(redis_client, (redis.Redis, redis.cluster.RedisCluster)):
-            self._given_sync = redis_client
-        elif isinstance(redis_client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
-            self._given_async = redis_client
-        elif redis_client is not None:
-            raise InvalidOptionError(
-                f"redis_client must be a redis-py client, not {type(redis_client).__name__}"
-            )
-        self._sync: SyncDriver | None = None
-        self._async: tuple[asyncio.AbstractEventLoop, AsyncDriver] | None = None
+            conn = redis.Redis.from_url(redis_url or "", **connection_args)
+        self._drivers = TwinDrivers(settings, conn, "saver")
 
     def __repr__(self) -> str:
-        where = f"redis_url={redact_url(self._url)!r}" if self._url else "redis_client"
+        where = "redis_url=" + self._drivers.shown() if self._drivers.url else "redis_client"
         return f"{type(self).__name__}({where}, prefix={self.prefix!r})"
-
-    # Drivers: the URL's shared clients, or the user's client and its twin.
-
-    def _sync_driver(self) -> SyncDriver:
-        if self._sync is None:
-            if self._url is not None:
-                self._sync = SyncDriver.with_settings(self._settings, url=self._url)
-            elif self._given_sync is not None:
-                self._sync = SyncDriver.with_settings(self._settings, client=self._given_sync)
-            else:
-                raise InvalidOptionError(
-                    "the sync API of a saver over an asyncio client needs redis_url= or a "
-                    "sync redis_client"
-                )
-        return self._sync
-
-    def _async_driver(self) -> AsyncDriver:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            if self._url is not None:
-                driver = AsyncDriver.with_settings(self._settings, url=self._url)
-            elif self._given_async is not None:
-                driver = AsyncDriver.with_settings(self._settings, client=self._given_async)
-            else:
-                assert self._given_sync is not None
-                twin = async_twin(self._given_sync)
-                driver = AsyncDriver.with_settings(self._settings, client=twin)
-            self._async = (loop, driver)
-        return self._async[1]
-
-    def setup(self) -> None:
-        """Nothing to create (no indexes); kept for langgraph-checkpoint-redis's API."""
-
-    async def asetup(self) -> None:
-        """Async twin of :meth:`setup`."""
 
     # Plans and results.
 

@@ -24,9 +24,6 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import redis
-import redis.asyncio
-import redis.cluster
 from langgraph.store.base import (
     BaseStore,
     GetOp,
@@ -47,10 +44,8 @@ from langgraph.store.base import (
 )
 
 from . import _store_core as core
-from ._async_driver import AsyncDriver
-from ._clients import AsyncClient, SyncClient, async_twin, redact_url
 from ._store_filters import compile_filter
-from ._sync_driver import SyncDriver
+from ._twin_drivers import TwinDriven, TwinDrivers
 from .codec import DEFAULT_MAX_MESSAGE_BYTES
 from .errors import InvalidItemError, InvalidOptionError
 from .settings import StoreSettings
@@ -251,7 +246,7 @@ def _search_item(stored: core.Stored) -> SearchItem:
     )
 
 
-class _StoreBase(BaseStore):
+class _StoreBase(TwinDriven, BaseStore):
     """What both stores share: options, checks, embeddings, and both APIs."""
 
     supports_ttl = True
@@ -284,27 +279,12 @@ class _StoreBase(BaseStore):
         self.max_value_bytes = max_value_bytes
         self.ttl_config = _ttl_config(ttl)
         self._keys = core.StoreKeys(prefix, shard_depth)
-        self._settings = StoreSettings.build(retry_deadline=retry_deadline)
+        settings = StoreSettings.build(retry_deadline=retry_deadline)
         self._setup_index(index)
         given = [value for value in (conn, redis_url, redis_client) if value is not None]
         if len(given) != 1:
             raise InvalidOptionError("pass one of conn, redis_url= or redis_client=")
-        conn = given[0]
-        self._url: str | None = None
-        self._given_sync: SyncClient | None = None
-        self._given_async: AsyncClient | None = None
-        if isinstance(conn, str):
-            self._url = conn
-        elif isinstance(conn, (redis.Redis, redis.cluster.RedisCluster)):
-            self._given_sync = conn
-        elif isinstance(conn, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
-            self._given_async = conn
-        else:
-            raise InvalidOptionError(
-                f"conn must be a redis-py client or a URL, not {type(conn).__name__}"
-            )
-        self._sync: SyncDriver | None = None
-        self._async: tuple[asyncio.AbstractEventLoop, AsyncDriver] | None = None
+        self._drivers = TwinDrivers(settings, given[0], "store")
 
     def _setup_index(self, index: IndexConfig | None) -> None:
         """InMemoryStore's reading of ``index``: dims, embed (anything ensure_embeddings
@@ -328,42 +308,7 @@ class _StoreBase(BaseStore):
         self.index_config["__tokenized_fields"] = self._fields
 
     def __repr__(self) -> str:
-        where = f"{redact_url(self._url)!r}" if self._url else "conn"
-        return f"{type(self).__name__}({where}, prefix={self.prefix!r})"
-
-    # Drivers: the URL's shared clients, or the user's client and its twin.
-
-    def _sync_driver(self) -> SyncDriver:
-        if self._sync is None:
-            if self._url is not None:
-                self._sync = SyncDriver.with_settings(self._settings, url=self._url)
-            elif self._given_sync is not None:
-                self._sync = SyncDriver.with_settings(self._settings, client=self._given_sync)
-            else:
-                raise InvalidOptionError(
-                    "the sync API of a store over an asyncio client needs a URL or a sync client"
-                )
-        return self._sync
-
-    def _async_driver(self) -> AsyncDriver:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            if self._url is not None:
-                driver = AsyncDriver.with_settings(self._settings, url=self._url)
-            elif self._given_async is not None:
-                driver = AsyncDriver.with_settings(self._settings, client=self._given_async)
-            else:
-                assert self._given_sync is not None
-                twin = async_twin(self._given_sync)
-                driver = AsyncDriver.with_settings(self._settings, client=twin)
-            self._async = (loop, driver)
-        return self._async[1]
-
-    def setup(self) -> None:
-        """Nothing to create (no indexes); kept for langgraph-checkpoint-redis's API."""
-
-    async def asetup(self) -> None:
-        """Async twin of :meth:`setup`."""
+        return f"{type(self).__name__}({self._drivers.shown()}, prefix={self.prefix!r})"
 
     def _check_op(self, op: Op) -> None:
         """LangGraph's label rules (every op, as ``validate_op_namespace`` asks of stores

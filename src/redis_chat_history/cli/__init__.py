@@ -50,7 +50,7 @@ except ImportError as _error:  # the [cli] extra is not installed
 
 else:
     # Importing a command module registers its commands on ``main``.
-    # threads/thread: LangGraph is imported inside those commands, so they are always
+    # threads/thread/memories: LangGraph is imported inside those commands, so they are always
     # registered and say what to install when the [langgraph] extra is missing.
     from . import (  # noqa: F401
         browse,
@@ -58,6 +58,7 @@ else:
         doctor,
         embedded,
         manage,
+        memories,
         threads,
     )
 
