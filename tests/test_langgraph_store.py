@@ -736,3 +736,67 @@ async def test_vector_search_on_a_decode_responses_client(redis_url: str, topolo
     finally:
         decoding.close()
         await aclose_shared_clients()
+
+
+async def test_create_agent_keeps_memories_across_threads(make: Any, redis_url: str) -> None:
+    """The README's use: ``create_agent(..., checkpointer=saver, store=store)``; a tool
+    stores a fact about the user in one conversation, and another conversation's tool finds
+    it by semantic search (a fake model calls the tools)."""
+    agents = pytest.importorskip("langchain.agents")
+    from langchain.tools import ToolRuntime, tool
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from redis_chat_history.langgraph import RedisSaver
+
+    class ToolCallingFake(GenericFakeChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            return self
+
+    def remember(fact: str, runtime: Any) -> str:
+        """Remember a fact about the user."""
+        user = runtime.config["configurable"]["user_id"]
+        runtime.store.put(("memories", user), f"fact-{len(fact)}", {"text": fact})
+        return "remembered"
+
+    def recall(question: str, runtime: Any) -> str:
+        """Recall what is known about the user."""
+        user = runtime.config["configurable"]["user_id"]
+        found = runtime.store.search(("memories", user), query=question, limit=1)
+        return found[0].value["text"] if found else "nothing"
+
+    # Real annotations (this module's are strings): the tool injects a ToolRuntime.
+    remember.__annotations__ = {"fact": str, "runtime": ToolRuntime, "return": str}
+    recall.__annotations__ = {"question": str, "runtime": ToolRuntime, "return": str}
+
+    def call(name: str, **args: Any) -> AIMessage:
+        return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call-{name}"}])
+
+    store = make(index={"dims": 24, "embed": WordVectors(), "fields": ["text"]})
+    model = ToolCallingFake(
+        messages=iter(
+            [
+                call("remember", fact="likes ramen noodles"),
+                AIMessage("Noted."),
+                call("recall", question="ramen"),
+                AIMessage("You like ramen."),
+            ]
+        )
+    )
+    saver = RedisSaver(redis_url, prefix="agent-saver")
+    agent = Both(
+        agents.create_agent(
+            model, [tool(remember), tool(recall)], checkpointer=saver, store=store.target
+        ),
+        store.use_async,
+    )
+    await agent.invoke(
+        {"messages": [HumanMessage("I like ramen noodles")]},
+        {"configurable": {"thread_id": "first", "user_id": "u1"}},
+    )
+    out = await agent.invoke(
+        {"messages": [HumanMessage("what do I like?")]},
+        {"configurable": {"thread_id": "second", "user_id": "u1"}},
+    )
+    assert [m.content for m in out["messages"]][-2:] == ["likes ramen noodles", "You like ramen."]
+    assert [item.key for item in await store.search(("memories",))] == ["fact-19"]
