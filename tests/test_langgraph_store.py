@@ -429,6 +429,43 @@ async def test_wrong_type_keys_are_named_and_untouched(make: Any, client: Any) -
     assert client.get("lgstore:namespaces") == b"precious"
 
 
+async def test_a_batch_across_shards_is_all_or_nothing(
+    make: Any, client: Any, topology: str
+) -> None:
+    """A batch's puts to several shards are one script on one server: a key of the wrong
+    type in one shard refuses the whole batch, before anything is written. On a cluster
+    each shard's puts are one script (the shards are other slots): the refused shard is
+    untouched, and the others are applied."""
+    store = make()
+    clash = item_key(("s", "2"), "clash")
+    client.set(clash, "precious")
+    ops = [
+        PutOp(("s", "1"), "a", {"v": 1}),
+        PutOp(("s", "3"), "b", {"v": 2}),
+        PutOp(("s", "2"), "clash", {"v": 3}),
+        PutOp(("s", "2"), "c", {"v": 4}),
+    ]
+    with pytest.raises(WrongTypeError, match="clash"):
+        await store.batch(ops)
+    assert client.get(clash) == b"precious"
+    assert await store.get(("s", "2"), "c") is None
+    applied = [await store.get(("s", shard), key) for shard, key in (("1", "a"), ("3", "b"))]
+    if topology == "cluster":
+        assert [item.value for item in applied] == [{"v": 1}, {"v": 2}]
+    else:
+        assert applied == [None, None]
+        assert await store.list_namespaces() == []
+    client.delete(clash)
+    await store.batch(ops)  # once the clash is gone, the same batch applies whole
+    found = await store.search(("s",))
+    assert sorted((tuple(item.namespace), item.key) for item in found) == [
+        (("s", "1"), "a"),
+        (("s", "2"), "c"),
+        (("s", "2"), "clash"),
+        (("s", "3"), "b"),
+    ]
+
+
 async def test_corrupt_items_name_their_key(make: Any, client: Any) -> None:
     store = make()
     await store.put(("c", "1"), "bad", {"v": 1})

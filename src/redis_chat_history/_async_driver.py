@@ -40,6 +40,7 @@ from ._plan import (
     Plan,
     RetryTimer,
     Scan,
+    Topology,
     text,
     translate_error,
 )
@@ -102,12 +103,16 @@ class AsyncDriver(StoreBase[_io.Client]):
             for keys in scans.values():
                 await keys.aclose()  # type: ignore[attr-defined]
 
-    async def _answer(self, step: BestEffort | Scan | Info, timer: RetryTimer, scans: Scans) -> Any:
+    async def _answer(
+        self, step: BestEffort | Scan | Info | Topology, timer: RetryTimer, scans: Scans
+    ) -> Any:
         """The result of a step other than a plan."""
         if isinstance(step, BestEffort):
             return await self._best_effort(step, timer)
         if isinstance(step, Scan):
             return await self._scan(step, scans)
+        if isinstance(step, Topology):
+            return await self._is_cluster(timer)
         return await self._info(step, timer)
 
     async def _scan_batches(self, scan: Scan) -> AsyncIterator[list[str]]:
@@ -196,6 +201,15 @@ class AsyncDriver(StoreBase[_io.Client]):
             if len(batch) >= scan.count:
                 break
         return batch
+
+    async def _is_cluster(self, timer: RetryTimer) -> bool:
+        """Whether the client is a cluster client (making a URL's client may probe the
+        server: asked again after transient errors until the deadline)."""
+        while True:
+            try:
+                return isinstance(await self._connection(), _io.ClusterClient)
+            except (RedisError, RedisClusterException) as error:
+                await self._before_retry(error, timer)
 
     async def _info(self, step: Info, timer: RetryTimer) -> Any:
         """An INFO section, asked again after transient errors until the deadline."""

@@ -40,6 +40,7 @@ __all__ = [
     "Scan",
     "Script",
     "Step",
+    "Topology",
     "WrongTypeReply",
     "run_plan",
     "text",
@@ -156,14 +157,21 @@ class Info:
 
 
 @dataclass(frozen=True)
+class Topology:
+    """Whether the client routes commands by slot (a cluster): the flow receives True if
+    so. A flow asks before sending keys of several slots in one script, which only one
+    server holding them all can run."""
+
+
+@dataclass(frozen=True)
 class OnTarget:
     """A step for the second store of a two-store operation (a migration's target); the
     operation's other steps are for the store it runs on."""
 
-    step: Plan[Any] | BestEffort | Scan | Info
+    step: Plan[Any] | BestEffort | Scan | Info | Topology
 
 
-Step = Plan[Any] | BestEffort | Scan | Info | OnTarget
+Step = Plan[Any] | BestEffort | Scan | Info | Topology | OnTarget
 Flow = Generator[Step, Any, T]
 
 

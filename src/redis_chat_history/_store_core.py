@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._plan import Call, Flow, Plan, text
+from ._plan import Call, Flow, Plan, Topology, text
 from ._store_lua import ALIVE_SCRIPT, GET_SCRIPT, PUT_SCRIPT, SEARCH_SCRIPT
 from .errors import CorruptItemError, InvalidItemError, WrongTypeError
 from .layouts import encode_tag
@@ -52,6 +52,7 @@ __all__ = [
     "ListNamespaces",
     "Put",
     "Search",
+    "ServerShape",
     "Stored",
     "StoreKeys",
     "batch_flow",
@@ -244,17 +245,25 @@ def plan_gets(keys: StoreKeys, shard: str, gets: Sequence[Get]) -> Plan[list[Sto
     return Plan((call,), parse)
 
 
-def plan_puts(keys: StoreKeys, shard: str, puts: Sequence[Put]) -> Plan[None]:
-    """Apply a batch's puts and deletes of one shard in one script call, and register
-    their namespaces (another slot: a second command in the same round trip)."""
-    call_keys: list[str] = list(keys.shard_keys(shard))
+def plan_puts(keys: StoreKeys, groups: Mapping[str, Sequence[Put]]) -> Plan[None]:
+    """Apply puts and deletes of one or more shards (each shard's ops) in one script call,
+    all or nothing, and register their namespaces (another slot: a second command in the
+    same round trip). Several shards in one call only where one server holds them all."""
+    call_keys: list[str] = []
+    counts: list[int] = []
     args: list[Any] = []
-    for put in puts:
-        call_keys += keys.item(put.namespace, put.key)
-        mode = "d" if put.value is None else "p"
-        args += [mode, path_of(put.namespace), put.key, put.value or "", put.ttl_ms, put.vectors]
-    calls = [Call(tuple(args), script=PUT_SCRIPT, keys=tuple(call_keys))]
-    paths = sorted({path_of(put.namespace) for put in puts if put.value is not None})
+    for shard, puts in groups.items():
+        call_keys += keys.shard_keys(shard)
+        counts.append(len(puts))
+        for put in puts:
+            call_keys += keys.item(put.namespace, put.key)
+            mode = "d" if put.value is None else "p"
+            args += [mode, path_of(put.namespace), put.key, put.value or "", put.ttl_ms]
+            args.append(put.vectors)
+    call = Call((len(counts), *counts, *args), script=PUT_SCRIPT, keys=tuple(call_keys))
+    every = [put for puts in groups.values() for put in puts]
+    paths = sorted({path_of(put.namespace) for put in every if put.value is not None})
+    calls = [call]
     if paths:
         calls.append(Call(("ZADD", keys.registry, *(x for p in paths for x in (0, p)))))
     return Plan(
@@ -522,10 +531,20 @@ def gather(flows: Sequence[Flow[Any]]) -> Flow[list[Any]]:
     return results
 
 
-def batch_flow(keys: StoreKeys, ops: Sequence[Op]) -> Flow[list[Any]]:
+@dataclass
+class ServerShape:
+    """What a store learned of its deployment: whether one server holds every shard (not
+    a cluster), asked once, by the first batch that writes to several shards."""
+
+    one_server: bool | None = None
+
+
+def batch_flow(keys: StoreKeys, ops: Sequence[Op], shape: ServerShape) -> Flow[list[Any]]:
     """A batch as InMemoryStore runs it: reads first (gets grouped per shard, searches and
-    listings side by side), then the puts (the last per item wins), one script per shard.
-    Results in op order (None for puts)."""
+    listings side by side), then the puts (the last per item wins): on one server a
+    single script for every shard, so the batch's writes are all or nothing; on a
+    cluster one script per shard (each atomic), in one round trip. Results in op order
+    (None for puts)."""
     results: list[Any] = [None] * len(ops)
     flows: list[Flow[Any]] = []
     targets: list[list[int] | int] = []  # per flow: its op, or the ops of a get group
@@ -556,7 +575,13 @@ def batch_flow(keys: StoreKeys, ops: Sequence[Op]) -> Flow[list[Any]]:
         by_shard: dict[str, list[Put]] = {}
         for put in puts.values():
             by_shard.setdefault(keys.shard(put.namespace), []).append(put)
-        yield _together([plan_puts(keys, shard, group) for shard, group in by_shard.items()])
+        if len(by_shard) > 1 and shape.one_server is None:
+            shape.one_server = not (yield Topology())
+        if len(by_shard) == 1 or shape.one_server:
+            yield plan_puts(keys, by_shard)
+        else:
+            plans = [plan_puts(keys, {shard: group}) for shard, group in by_shard.items()]
+            yield _together(plans)
     return results
 
 

@@ -67,76 +67,100 @@ local function extend(key, ms)
 end
 """
 
-# KEYS: the shard's namespace zset, its clock, then (item hash, namespace zset) per op.
-# ARGV: six per op: mode ('p' put, 'd' delete), namespace path, key, value JSON, ttl ms
-# (0: none), packed vectors ('' none). Items get created/updated stamps from the shard's
-# clock (server microseconds, strictly increasing per shard), which also orders them.
+# One or more shards' puts and deletes, all checked before any is applied, so a batch is
+# all or nothing (several shards per call on one server; one per call on a cluster).
+# KEYS: per shard, its namespace zset and its clock, then (item hash, namespace zset) per op.
+# ARGV: the number of shards, each shard's op count, then six per op: mode ('p' put,
+# 'd' delete), namespace path, key, value JSON, ttl ms (0: none), packed vectors ('' none).
+# Items get created/updated stamps from their shard's clock (server microseconds, strictly
+# increasing per shard), which also orders them.
 PUT_SCRIPT = Script(
     _PRELUDE
     + """
-local bad = wrongtype_in_item_keys()
-if bad then
-  return bad
+local shards = tonumber(ARGV[1])
+local k = 1
+for g = 1, shards do
+  local ops = tonumber(ARGV[1 + g])
+  local bad = wrongtype(KEYS[k], 'zset') or wrongtype(KEYS[k + 1], 'string')
+  for i = 0, ops - 1 do
+    bad = bad or wrongtype(KEYS[k + 2 + 2 * i], 'hash') or wrongtype(KEYS[k + 3 + 2 * i], 'zset')
+  end
+  if bad then
+    return bad
+  end
+  k = k + 2 + 2 * ops
 end
-local shard, clock_key = KEYS[1], KEYS[2]
-note_fresh(shard)
-note_fresh(clock_key)
-local last = tonumber(redis.call('GET', clock_key) or '0') or 0
-local function tick()
-  last = math.max(now, last + 1)
-  return last
-end
-local ttls = {}
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  local item, nsz = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local base = 6 * i
-  local mode, path, key = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  if mode == 'd' then
-    redis.call('DEL', item)
-    redis.call('ZREM', nsz, key)
-    if redis.call('EXISTS', nsz) == 0 then
-      redis.call('ZREM', shard, path)
-    end
-  else
-    local value, ttl, vec = ARGV[base + 4], tonumber(ARGV[base + 5]), ARGV[base + 6]
-    note_fresh(nsz)
-    local stamp = fmt(tick())
-    local created = redis.call('HGET', item, 'created')
-    if created then
-      redis.call('ZADD', nsz, 'NX', created, key)
-    else
+
+local function apply_shard(k, ops, a)
+  local shard, clock_key = KEYS[k], KEYS[k + 1]
+  note_fresh(shard)
+  note_fresh(clock_key)
+  local last = tonumber(redis.call('GET', clock_key) or '0') or 0
+  local function tick()
+    last = math.max(now, last + 1)
+    return last
+  end
+  local ttls = {}
+  for i = 0, ops - 1 do
+    local item, nsz = KEYS[k + 2 + 2 * i], KEYS[k + 3 + 2 * i]
+    local base = a + 6 * i
+    local mode, path, key = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+    if mode == 'd' then
       redis.call('DEL', item)
-      created = stamp
-      redis.call('ZADD', nsz, created, key)
-    end
-    if not redis.call('ZSCORE', shard, path) then
-      redis.call('ZADD', shard, fmt(tick()), path)
-    end
-    redis.call('HSET', item, 'value', value, 'created', created, 'updated', stamp)
-    if vec ~= '' then
-      redis.call('HSET', item, 'vec', vec)
+      redis.call('ZREM', nsz, key)
+      if redis.call('EXISTS', nsz) == 0 then
+        redis.call('ZREM', shard, path)
+      end
     else
-      redis.call('HDEL', item, 'vec')
+      local value, ttl, vec = ARGV[base + 4], tonumber(ARGV[base + 5]), ARGV[base + 6]
+      note_fresh(nsz)
+      local stamp = fmt(tick())
+      local created = redis.call('HGET', item, 'created')
+      if created then
+        redis.call('ZADD', nsz, 'NX', created, key)
+      else
+        redis.call('DEL', item)
+        created = stamp
+        redis.call('ZADD', nsz, created, key)
+      end
+      if not redis.call('ZSCORE', shard, path) then
+        redis.call('ZADD', shard, fmt(tick()), path)
+      end
+      redis.call('HSET', item, 'value', value, 'created', created, 'updated', stamp)
+      if vec ~= '' then
+        redis.call('HSET', item, 'vec', vec)
+      else
+        redis.call('HDEL', item, 'vec')
+      end
+      if ttl > 0 then
+        redis.call('HSET', item, 'ttl', ttl)
+        redis.call('PEXPIRE', item, ttl)
+      else
+        redis.call('HDEL', item, 'ttl')
+        redis.call('PERSIST', item)
+      end
+      extend(nsz, ttl)
+      ttls[#ttls + 1] = ttl
     end
-    if ttl > 0 then
-      redis.call('HSET', item, 'ttl', ttl)
-      redis.call('PEXPIRE', item, ttl)
-    else
-      redis.call('HDEL', item, 'ttl')
-      redis.call('PERSIST', item)
-    end
-    extend(nsz, ttl)
-    ttls[#ttls + 1] = ttl
+  end
+  if redis.call('EXISTS', shard) == 0 then
+    redis.call('DEL', clock_key)
+    return
+  end
+  redis.call('SET', clock_key, fmt(last), 'KEEPTTL')
+  for _, ttl in ipairs(ttls) do
+    extend(shard, ttl)
+    extend(clock_key, ttl)
   end
 end
-if redis.call('EXISTS', shard) == 0 then
-  redis.call('DEL', clock_key)
-  return {1}
-end
-redis.call('SET', clock_key, fmt(last), 'KEEPTTL')
-for _, ttl in ipairs(ttls) do
-  extend(shard, ttl)
-  extend(clock_key, ttl)
+
+k = 1
+local a = 1 + shards
+for g = 1, shards do
+  local ops = tonumber(ARGV[1 + g])
+  apply_shard(k, ops, a)
+  k = k + 2 + 2 * ops
+  a = a + 6 * ops
 end
 return {1}
 """

@@ -41,6 +41,7 @@ from ._plan import (
     Plan,
     RetryTimer,
     Scan,
+    Topology,
     text,
     translate_error,
 )
@@ -103,12 +104,16 @@ class SyncDriver(StoreBase[_io.Client]):
             for keys in scans.values():
                 keys.close()  # type: ignore[attr-defined]
 
-    def _answer(self, step: BestEffort | Scan | Info, timer: RetryTimer, scans: Scans) -> Any:
+    def _answer(
+        self, step: BestEffort | Scan | Info | Topology, timer: RetryTimer, scans: Scans
+    ) -> Any:
         """The result of a step other than a plan."""
         if isinstance(step, BestEffort):
             return self._best_effort(step, timer)
         if isinstance(step, Scan):
             return self._scan(step, scans)
+        if isinstance(step, Topology):
+            return self._is_cluster(timer)
         return self._info(step, timer)
 
     def _scan_batches(self, scan: Scan) -> Iterator[list[str]]:
@@ -197,6 +202,15 @@ class SyncDriver(StoreBase[_io.Client]):
             if len(batch) >= scan.count:
                 break
         return batch
+
+    def _is_cluster(self, timer: RetryTimer) -> bool:
+        """Whether the client is a cluster client (making a URL's client may probe the
+        server: asked again after transient errors until the deadline)."""
+        while True:
+            try:
+                return isinstance(self._connection(), _io.ClusterClient)
+            except (RedisError, RedisClusterException) as error:
+                self._before_retry(error, timer)
 
     def _info(self, step: Info, timer: RetryTimer) -> Any:
         """An INFO section, asked again after transient errors until the deadline."""

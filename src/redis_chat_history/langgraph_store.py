@@ -285,6 +285,7 @@ class _StoreBase(TwinDriven, BaseStore):
         if len(given) != 1:
             raise InvalidOptionError("pass one of conn, redis_url= or redis_client=")
         self._drivers = TwinDrivers(settings, given[0], "store")
+        self._shape = core.ServerShape()
 
     def _setup_index(self, index: IndexConfig | None) -> None:
         """InMemoryStore's reading of ``index``: dims, embed (anything ensure_embeddings
@@ -343,7 +344,7 @@ class _StoreBase(TwinDriven, BaseStore):
             texts = self.embeddings.embed_documents(prepared.texts)
         for query in prepared.queries:
             queries.append(self.embeddings.embed_query(query))
-        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries))
+        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
         return _results(ops, self._sync_driver()._drive(flow))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
@@ -357,7 +358,7 @@ class _StoreBase(TwinDriven, BaseStore):
             queries = list(
                 await asyncio.gather(*(self.embeddings.aembed_query(q) for q in prepared.queries))
             )
-        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries))
+        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
         return _results(ops, await self._async_driver()._drive(flow))
 
 
