@@ -9,8 +9,8 @@ Costs: a get, put or search whose namespace (prefix) has at least ``shard_depth`
 is one script in one shard; a search with a shorter prefix reads the namespace registry
 and runs one script per shard under it (one round trip, every shard's items scanned).
 With ``query=`` every match under the prefix is scored exactly, in the client (measured
-by benchmarks/store_search.py, 2 cores: 1,000 items of 1,536 dims in ~66 ms, 16 ms of it
-in the server; 10,000 in ~1 s): past about 2,000 items at 1,536 dims (5,000 at 384) per
+by benchmarks/store_search.py, 2 cores: 1,000 items of 1,536 dims in ~58 ms, 15 ms of it
+in the server; 10,000 in ~0.85 s): past about 2,000 items at 1,536 dims (5,000 at 384) per
 searched prefix, use a vector index. docs/langgraph-store.md has the table and the rest.
 """
 
