@@ -62,6 +62,14 @@ async def make(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[
     await aclose_shared_clients()
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """A value ``depth`` dicts deep (its innermost holds ``x: 1``)."""
+    value: dict[str, Any] = {"x": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
 def item_key(namespace: tuple[str, ...], key: str, prefix: str = "lgstore", depth: int = 2) -> str:
     shard = ".".join(namespace[:depth])
     path = "".join(f"{label}." for label in namespace)
@@ -373,7 +381,10 @@ async def test_bad_namespaces_are_refused(make: Any, client: Any, namespace: Any
         ({"x": float("nan")}, "not JSON-serialisable"),
         ({"big": "x" * 2000}, "over max_value_bytes"),
         ("not a dict", "must be a dict"),
+        (nested(300), "nested more than 256"),
+        (nested(100_000), "nested more than 256"),
     ],
+    ids=["object", "nan", "big", "not-a-dict", "nested-300", "nested-100000"],
 )
 async def test_bad_values_write_nothing_of_the_batch(
     make: Any, client: Any, value: Any, reason: str
@@ -384,6 +395,23 @@ async def test_bad_values_write_nothing_of_the_batch(
     with pytest.raises(InvalidItemError, match=reason):
         await store.batch([PutOp(("ok", "1"), "k2", {"v": 2}), PutOp(("ok", "1"), "bad", value)])
     assert {key: client.dump(key) for key in client.scan_iter(count=1000)} == before
+
+
+async def test_deep_values_up_to_the_limit_and_corrupt_deep_ones(make: Any, client: Any) -> None:
+    """A value nested as deep as the limit round-trips and filters; one written deeper by
+    someone else is reported as corrupt, naming its key, and other items still read."""
+    store = make()
+    deep = {"kind": "deep", "tree": nested(250)}
+    await store.put(("deep", "1"), "ok", deep)
+    assert (await store.get(("deep", "1"), "ok")).value == deep
+    assert [item.key for item in await store.search(("deep",), filter={"kind": "deep"})] == ["ok"]
+    await store.put(("deep", "1"), "bad", {"v": 1})
+    client.hset(item_key(("deep", "1"), "bad"), "value", "[" * 5000 + "]" * 5000)
+    with pytest.raises(CorruptItemError, match="bad"):
+        await store.get(("deep", "1"), "bad")
+    with pytest.raises(CorruptItemError, match="bad"):
+        await store.search(("deep", "1"))
+    assert (await store.get(("deep", "1"), "ok")).value == deep
 
 
 async def test_bad_options_and_filters(make: Any) -> None:

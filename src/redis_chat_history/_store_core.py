@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from ._plan import Call, Flow, Plan, Topology, text
 from ._store_lua import ALIVE_SCRIPT, GET_SCRIPT, PUT_SCRIPT, SEARCH_SCRIPT
+from .codec import MAX_NESTING_DEPTH, exceeds_nesting_limit
 from .errors import CorruptItemError, InvalidItemError, WrongTypeError
 from .layouts import encode_tag
 
@@ -153,14 +154,20 @@ Op = Get | Search | ListNamespaces | Put
 
 
 def encode_value(namespace: tuple[str, ...], key: str, value: Any, max_bytes: int) -> str:
-    """An item's value as stored: strict JSON (no NaN), at most ``max_bytes`` UTF-8 bytes."""
+    """An item's value as stored: strict JSON (no NaN), at most ``max_bytes`` UTF-8 bytes
+    and MAX_NESTING_DEPTH levels deep (as messages are: deeper values exhaust the
+    recursion limits of the JSON codecs that read them, here and in the scripts)."""
     where = f"item {key!r} in {namespace!r}"
     if not isinstance(value, Mapping):
         raise InvalidItemError(f"{where}: the value must be a dict, not {type(value).__name__}")
     try:
         encoded = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        encoded = ""
     except (TypeError, ValueError) as exc:
         raise InvalidItemError(f"{where}: the value is not JSON-serialisable: {exc}") from exc
+    if not encoded or exceeds_nesting_limit(encoded, value):
+        raise InvalidItemError(f"{where}: the value is nested more than {MAX_NESTING_DEPTH} levels")
     size = len(encoded.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise InvalidItemError(
@@ -186,7 +193,7 @@ def _checked(reply: Any) -> Any:
 def _decode(namespace: tuple[str, ...], key: str, raw: Any, keys: StoreKeys) -> dict[str, Any]:
     try:
         value = json.loads(text(raw))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CorruptItemError(keys.item(namespace, key)[0], f"not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise CorruptItemError(keys.item(namespace, key)[0], "the value is not a JSON object")
