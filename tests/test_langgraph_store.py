@@ -865,3 +865,34 @@ async def test_create_agent_keeps_memories_across_threads(make: Any, redis_url: 
     )
     assert [m.content for m in out["messages"]][-2:] == ["likes ramen noodles", "You like ramen."]
     assert [item.key for item in await store.search(("memories",))] == ["fact-19"]
+
+
+ODD_KEYS = ["", "{x}", "a.b", "..", "\n\x00", "ключ 🙂", "k" * 10_000, "%7B", "}{", " "]
+ODD_NAMESPACES = [("u", "{a}"), ("u", "%7B"), ("u", "x y\t"), ("ü", "🙂"), ("a",), ("a", "b", "c")]
+
+
+async def test_odd_keys_and_labels_behave_as_in_memory(make: Any) -> None:
+    """Keys and labels with braces, percent signs, dots (keys), NUL and control
+    characters, non-ASCII text, or 10,000 characters are stored, found and listed as
+    InMemoryStore does (braces cannot move an item out of its shard's slot)."""
+    store, reference = make(), InMemoryStore()
+    for namespace in ODD_NAMESPACES:
+        for key in ODD_KEYS:
+            value = {"k": key, "ns": list(namespace)}
+            await store.put(namespace, key, value)
+            reference.put(namespace, key, value)
+    for namespace in ODD_NAMESPACES:
+        for key in ODD_KEYS:
+            assert (await store.get(namespace, key)).value == {"k": key, "ns": list(namespace)}
+        found = [item.key for item in await store.search(namespace, limit=100)]
+        assert found == [item.key for item in reference.search(namespace, limit=100)]
+    everything = await store.search((), limit=1000)
+    assert sorted((tuple(i.namespace), i.key) for i in everything) == sorted(
+        (tuple(i.namespace), i.key) for i in reference.search((), limit=1000)
+    )
+    assert sorted(await store.list_namespaces(limit=100)) == sorted(
+        reference.list_namespaces(limit=100)
+    )
+    await store.delete(("u", "{a}"), "{x}")
+    assert await store.get(("u", "{a}"), "{x}") is None
+    assert (await store.get(("u", "{a}"), "}{")).value["k"] == "}{"
