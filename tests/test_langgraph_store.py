@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from array import array
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing_extensions import TypedDict
 
 import topologies
 from both_apis import Both
-from redis_chat_history import aclose_shared_clients
+from redis_chat_history import _vectors, aclose_shared_clients
 from redis_chat_history.errors import (
     CorruptItemError,
     InvalidItemError,
@@ -704,7 +705,48 @@ def cosine(a: list[float], b: list[float]) -> float:
     return 0.0 if na == 0 or nb == 0 else sum(x * y for x, y in zip(a, b, strict=True)) / na / nb
 
 
-async def test_vector_search_equals_brute_force(make: Any) -> None:
+@pytest.fixture(params=["numpy", "python"])
+def scoring(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Score query= searches with numpy (the vectors extra), or in pure Python without it."""
+    if request.param == "python":
+        monkeypatch.setattr(_vectors, "numpy", None)
+    elif _vectors.numpy is None:
+        pytest.skip("numpy is not installed (the vectors extra)")
+    return str(request.param)
+
+
+def test_numpy_and_python_scores_agree() -> None:
+    """Both ways of scoring give each item its best cosine over its vectors, None for
+    items without usable vectors, in double precision (equal to 1e-12)."""
+    if _vectors.numpy is None:
+        pytest.skip("numpy is not installed (the vectors extra)")
+    rng = random.Random(7)
+    dims = 48
+
+    def unit() -> list[float]:
+        raw = [rng.gauss(0, 1) for _ in range(dims)]
+        norm = math.sqrt(sum(x * x for x in raw))
+        return [x / norm for x in raw]
+
+    packed: list[bytes | None] = []
+    for i in range(300):
+        vectors = [unit() for _ in range(i % 4)]
+        packed.append(array("f", [x for v in vectors for x in v]).tobytes() or None)
+    packed += [b"\x00" * 12, None, b""]  # the wrong length, missing, empty
+    query = unit()
+    with_numpy = _vectors.best_scores(packed, query, dims)
+    numpy, _vectors.numpy = _vectors.numpy, None
+    try:
+        in_python = _vectors.best_scores(packed, query, dims)
+    finally:
+        _vectors.numpy = numpy
+    assert [s is None for s in with_numpy] == [s is None for s in in_python]
+    assert sum(s is not None for s in in_python) == 225
+    for a, b in zip(with_numpy, in_python, strict=True):
+        assert a == b or abs(a - b) < 1e-12  # type: ignore[operator]
+
+
+async def test_vector_search_equals_brute_force(make: Any, scoring: str) -> None:
     embed = WordVectors()
     store = make(index={"dims": embed.dims, "embed": embed, "fields": ["title", "tags[*]"]})
     rng = random.Random(3)

@@ -36,14 +36,13 @@ then the items without vectors.
 from __future__ import annotations
 
 import json
-import operator
-from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._plan import Call, Flow, Plan, Topology, text
 from ._store_lua import ALIVE_SCRIPT, GET_SCRIPT, PUT_SCRIPT, SEARCH_SCRIPT
+from ._vectors import best_scores
 from .codec import MAX_NESTING_DEPTH, exceeds_nesting_limit
 from .errors import CorruptItemError, InvalidItemError, WrongTypeError
 from .layouts import encode_tag
@@ -278,36 +277,37 @@ def plan_puts(keys: StoreKeys, groups: Mapping[str, Sequence[Put]]) -> Plan[None
     )
 
 
-_LITTLE = array("H", [1]).tobytes() == b"\x01\x00"
-
-
-def best_score(packed: bytes, query: Sequence[float], dims: int) -> float | None:
-    """The best cosine similarity of an item's vectors (packed little-endian float32 unit
-    vectors, one after another) with the unit query: InMemoryStore's max over an item's
-    indexed fields. None when it has none (or they are not ``dims`` long)."""
-    if not packed or len(packed) % (4 * dims):
-        return None
-    floats = array("f")
-    floats.frombytes(packed)
-    if not _LITTLE:  # pragma: no cover - big-endian hosts
-        floats.byteswap()
-    view = memoryview(floats)
-    mul = operator.mul
-    best: float = max(
-        sum(map(mul, query, view[start : start + dims])) for start in range(0, len(floats), dims)
-    )
-    return best
-
-
 class _Match(NamedTuple):
-    """A search match with what orders it across shards."""
+    """A search match with what orders it across shards; its value is decoded only if it
+    is returned (a query ranks every match, most of which are not)."""
 
     ns_score: float
     path: str
     created: int
     score: float | None
-    item: Stored
+    row: Any  # the script's entry for it
     ttl: bool  # the item has a ttl (to refresh if it is returned)
+    keys: StoreKeys
+
+    @property
+    def namespace(self) -> tuple[str, ...]:
+        return namespace_of(self.path)
+
+    @property
+    def key(self) -> str:
+        return text(self.row[1])
+
+    def item(self) -> Stored:
+        namespace, name = self.namespace, self.key
+        value, updated = self.row[2], self.row[4]
+        return Stored(
+            namespace,
+            name,
+            _decode(namespace, name, value, self.keys),
+            self.created,
+            _stamp(updated, namespace, name, self.keys),
+            self.score,
+        )
 
 
 def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> Plan[list[_Match]]:
@@ -333,23 +333,17 @@ def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> P
     )
 
     def parse(replies: list[Any]) -> list[_Match]:
+        rows = _checked(replies[0])
+        scores: list[float | None] = [None] * len(rows)
+        if search.query is not None:
+            vectors = [None if row[7] is None else bytes(row[7]) for row in rows]
+            scores = best_scores(vectors, search.query, search.dims)
         matches = []
-        for path, key, value, created, updated, ns_score, _score, vec, ttl in _checked(replies[0]):
-            namespace, name = namespace_of(text(path)), text(key)
-            created_us = _stamp(created, namespace, name, keys)
-            score = None
-            if search.query is not None and vec is not None:
-                score = best_score(bytes(vec), search.query, search.dims)
-            item = Stored(
-                namespace,
-                name,
-                _decode(namespace, name, value, keys),
-                created_us,
-                _stamp(updated, namespace, name, keys),
-                score,
-            )
+        for row, score in zip(rows, scores, strict=True):
+            path, key, ns_score, ttl = text(row[0]), row[1], row[5], row[8]
+            created_us = _stamp(row[3], namespace_of(path), text(key), keys)
             matches.append(
-                _Match(float(text(ns_score)), text(path), created_us, score, item, ttl is not None)
+                _Match(float(text(ns_score)), path, created_us, score, row, ttl is not None, keys)
             )
         return matches
 
@@ -380,7 +374,7 @@ def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
         exact = min(search.offset, search.limit) >= 0 and search.query is None
         matches = yield plan_search(keys, shard, search, page=exact)
         if exact:
-            return [m.item for m in matches]
+            return [m.item() for m in matches]
         page = _merge(matches, search)
     else:
         paths = yield _registry_plan(keys, search.prefix)
@@ -394,11 +388,11 @@ def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
         by_shard: dict[str, list[Get]] = {}
         for match in page:
             if match.ttl:
-                get = Get(match.item.namespace, match.item.key, True)
+                get = Get(match.namespace, match.key, True)
                 by_shard.setdefault(keys.shard(get.namespace), []).append(get)
         if by_shard:
             yield _together([plan_gets(keys, shard, gets) for shard, gets in by_shard.items()])
-    return [m.item for m in page]
+    return [m.item() for m in page]
 
 
 def _matches(conditions: Sequence[tuple[str, tuple[str, ...]]], namespace: tuple[str, ...]) -> bool:
