@@ -100,3 +100,20 @@ def test_memories_not_found_and_usage_errors(redis_url: str, store: RedisStore) 
     assert run("memories", "--key", "food", *common).exit_code == 2
     assert run("memories", "a..b", *common).exit_code == 2
     assert run("memories", "--filter", "novalue", *common).exit_code == 2
+
+
+def test_memories_with_another_shard_depth(redis_url: str) -> None:
+    """The CLI reads a store made with shard_depth=1 given --shard-depth 1, and refuses
+    (exit 2, naming the depth) without it, leaving the store's registry as it was."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"mem{os.urandom(3).hex()}"
+    store = RedisStore(client, prefix=prefix, shard_depth=1)
+    store.put(("memories", "u1"), "food", {"text": "likes ramen"})
+    common = ("--prefix", prefix, "--url", redis_url)
+    registry = client.zrange(f"{prefix}:namespaces", 0, -1)
+    refused = run("memories", "--namespaces", *common)
+    assert refused.exit_code == 2 and "shard_depth=1" in refused.stderr
+    assert client.zrange(f"{prefix}:namespaces", 0, -1) == registry
+    found = run_json("memories", "memories", "--shard-depth", "1", *common)
+    assert [item["key"] for item in found["items"]] == ["food"]
+    client.close()

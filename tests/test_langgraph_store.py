@@ -938,3 +938,171 @@ async def test_odd_keys_and_labels_behave_as_in_memory(make: Any) -> None:
     await store.delete(("u", "{a}"), "{x}")
     assert await store.get(("u", "{a}"), "{x}") is None
     assert (await store.get(("u", "{a}"), "}{")).value["k"] == "}{"
+
+
+# Findings of a review, each a test that failed before its fix.
+
+
+async def test_a_batch_mixing_lasting_and_expiring_items_keeps_the_lasting_one_listed(
+    make: Any, client: Any
+) -> None:
+    """An item without ttl put in the same batch as one with a ttl keeps its index keys
+    (the namespace's item set, the shard's namespaces and clock) for good."""
+    store = make()
+    ns = ("m", "u1", "a")
+    await store.batch(
+        [
+            PutOp(ns, "forever", {"v": 1}, ttl=None),
+            PutOp(ns, "short", {"v": 2}, ttl=0.001),
+            PutOp(("m", "u1", "b"), "other", {"v": 3}, ttl=0.001),
+        ]
+    )
+    lasting = [b"ns", b"clock", b"n:m.u1.a.", b"i:m.u1.a..forever"]
+    for part in lasting:
+        assert client.pttl(b"lgstore:{m.u1}:" + part) == -1, part
+    await asyncio.sleep(0.15)
+    assert [item.key for item in await store.search(ns)] == ["forever"]
+    assert [item.key for item in await store.search(("m",))] == ["forever"]
+    assert await store.list_namespaces() == [ns]
+
+
+async def test_a_store_with_another_shard_depth_refuses_the_keys(
+    make: Any, client: Any, redis_url: str
+) -> None:
+    """The first put records the shard depth under the prefix; a store (or the CLI) made
+    with another depth refuses to read or write there, rather than reading live
+    namespaces as empty and dropping them from the registry."""
+    await make(shard_depth=1).put(("memories", "u1"), "food", {"v": 1})
+    assert client.get("lgstore:shard_depth") == b"1"
+    registry = client.zrange("lgstore:namespaces", 0, -1)
+    other = make()
+    for call in (
+        other.list_namespaces(),
+        other.search(("memories",)),
+        other.put(("memories", "u2"), "k", {"v": 2}),
+    ):
+        with pytest.raises(InvalidOptionError, match="shard_depth=1"):
+            await call
+    assert client.zrange("lgstore:namespaces", 0, -1) == registry
+    assert [item.key for item in await make(shard_depth=1).search(("memories",))] == ["food"]
+
+
+async def test_a_registry_of_the_wrong_type_refuses_before_anything_is_written(
+    make: Any, client: Any
+) -> None:
+    client.set("lgstore:namespaces", "precious")
+    with pytest.raises(WrongTypeError, match="lgstore:namespaces"):
+        await make().put(("a", "b"), "k", {"v": 1})
+    assert {key for key in client.scan_iter()} == {b"lgstore:namespaces"}
+    assert client.get("lgstore:namespaces") == b"precious"
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), 2e12, 100 * 365 * 24 * 60 + 1, float("nan")])
+async def test_ttls_beyond_a_century_are_refused(make: Any, client: Any, ttl: float) -> None:
+    store = make()
+    with pytest.raises(InvalidOptionError, match="100 years"):
+        await store.batch([PutOp(("t", "1"), "a", {"v": 1}), PutOp(("t", "1"), "b", {}, ttl=ttl)])
+    assert client.dbsize() == 0
+    with pytest.raises(InvalidOptionError):
+        RedisStore("redis://localhost", ttl={"default_ttl": ttl})
+    await store.put(("t", "1"), "c", {"v": 1}, ttl=100 * 365 * 24 * 60)  # the limit itself
+    assert client.pttl(item_key(("t", "1"), "c")) > 3_000_000_000_000
+
+
+async def test_corrupt_stamps_and_ttls_are_named_and_leave_the_batch_unapplied(
+    make: Any, client: Any
+) -> None:
+    store = make()
+    for key in ("x", "y", "z"):
+        await store.put(("c", "1"), key, {"v": 0}, ttl=60)
+    client.hset(item_key(("c", "1"), "y"), "created", "garbage")
+    with pytest.raises(CorruptItemError, match="created"):
+        await store.batch([PutOp(("c", "1"), "x", {"v": 1}), PutOp(("c", "1"), "y", {"v": 1})])
+    assert (await store.get(("c", "1"), "x")).value == {"v": 0}
+    with pytest.raises(CorruptItemError, match=r"c\.1\.\.y"):
+        await store.search(("c", "1"))
+    client.hset(item_key(("c", "1"), "y"), "created", "1")
+    client.hset(item_key(("c", "1"), "z"), "ttl", "1.5")
+    with pytest.raises(CorruptItemError, match="ttl"):
+        await store.get(("c", "1"), "z")
+    found = await store.search(("c", "1"), filter={"v": 0})  # read, just not refreshed
+    assert sorted(item.key for item in found) == ["x", "y", "z"]
+
+
+async def test_text_that_is_not_utf8_is_refused(make: Any, client: Any) -> None:
+    store = make()
+    with pytest.raises(InvalidItemError, match="UTF-8"):
+        await store.put(("a", "b"), "k", {"v": "\ud800"})
+    with pytest.raises(InvalidItemError, match="UTF-8"):
+        await store.put(("a", "b"), "\udc80", {"v": 1})
+    with pytest.raises(InvalidNamespaceError, match="UTF-8"):
+        await store.put(("a", "\udc80"), "k", {"v": 1})
+    with pytest.raises(InvalidNamespaceError, match="UTF-8"):
+        await store.search(("\udc80",))
+    with pytest.raises(InvalidItemError, match="must be str"):
+        await store.batch([PutOp(("a", "b"), ["unhashable"], {"v": 1})])  # type: ignore[arg-type]
+    assert client.dbsize() == 0
+
+
+async def test_deep_filters_and_bad_max_depth_are_refused(make: Any) -> None:
+    store = make()
+    deep: Any = 1
+    for _ in range(100):
+        deep = {"a": deep}
+    with pytest.raises(InvalidOptionError, match="nested more than 64"):
+        await store.search(("x",), filter={"f": deep})
+    with pytest.raises(InvalidOptionError, match=r"meta\.score"):
+        await store.search(("x",), filter={"meta": {"score": {"$in": [1]}}})
+    with pytest.raises(InvalidOptionError, match="max_depth"):
+        await store.list_namespaces(max_depth="2")
+
+
+async def test_negative_max_depth_past_one_chunk_matches_in_memory(make: Any) -> None:
+    """More namespaces than one liveness chunk (256), truncated to a negative depth."""
+    store, reference = make(), InMemoryStore()
+    ops = [PutOp(("a", f"x{i:03d}"), "k", {"v": i}) for i in range(300)]
+    ops.append(PutOp(("b",), "k", {"v": 0}))
+    await store.batch(ops)
+    reference.batch(ops)
+    for limit, offset in ((1, 0), (2, 0), (5, 1)):
+        got = await store.list_namespaces(max_depth=-1, limit=limit, offset=offset)
+        assert got == reference.list_namespaces(max_depth=-1, limit=limit, offset=offset)
+
+
+def test_on_a_cluster_new_namespaces_are_registered_after_their_script() -> None:
+    """The flow, driven by hand (redis-free): on a cluster the registry is another node's,
+    and a pipeline may reach it before the shard's script; a listing in between could
+    drop a namespace the script then creates. So once the scripts reply, the namespaces
+    they added to their shards are registered again, in a step of their own."""
+    from redis_chat_history import _store_core as core
+    from redis_chat_history._plan import Plan, Topology
+    from redis_chat_history._store_batch import batch_flow
+
+    keys = core.StoreKeys("lgstore", 2)
+    shape = core.ServerShape()
+    puts = [core.Put(("m", "u1"), "k", '{"v": 1}', 0), core.Put(("m", "u2"), "k", "{}", 0)]
+    flow = batch_flow(keys, puts, shape)
+    assert isinstance(next(flow), Topology)
+    first = flow.send(True)  # a cluster
+    assert [call.args for call in first.calls] == [
+        ("GET", "lgstore:shard_depth"),
+        ("TYPE", "lgstore:namespaces"),
+    ]
+    writes = flow.send(first.parse([None, b"none"]))
+    assert isinstance(writes, Plan) and not shape.one_server
+    scripts = [call for call in writes.calls if call.script is not None]
+    assert len(scripts) == 2  # one per shard (slot)
+    replies = []
+    for call in writes.calls:
+        replies.append(
+            [1, b"m.u1."]
+            if call.keys == scripts[0].keys and call.script
+            else [1]
+            if call.script
+            else 1
+        )
+    follow_up = flow.send(writes.parse(replies))
+    assert [call.args for call in follow_up.calls] == [("ZADD", "lgstore:namespaces", 0, "m.u1.")]
+    with pytest.raises(StopIteration) as done:
+        flow.send(follow_up.parse([1]))
+    assert done.value.value == [None, None] and shape.depth_recorded

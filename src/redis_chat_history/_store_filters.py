@@ -21,11 +21,15 @@ __all__ = ["compile_filter"]
 
 #: Integers beyond this lose precision as Lua numbers (doubles): refused in filters.
 _EXACT_INT = 2**53
+#: The deepest filter accepted (levels of dicts and lists): each level is three levels of
+#: the JSON the script decodes, whose decoder stops at 1000.
+MAX_FILTER_DEPTH = 64
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 
 
-def _exact(value: Any, where: str) -> Any:
+def _exact(value: Any, where: str, depth: int = 0) -> Any:
     """A filter value as JSON the scripts read exactly, or InvalidOptionError."""
+    _check_depth(depth, where)
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -37,15 +41,21 @@ def _exact(value: Any, where: str) -> Any:
             raise InvalidOptionError(f"filter {where}: {value} is not a JSON number")
         return value
     if isinstance(value, Mapping):
-        return {str(k): _exact(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _exact(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_exact(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_exact(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     raise InvalidOptionError(f"filter {where}: {type(value).__name__} is not a JSON value")
 
 
-def _node(value: Any, where: str) -> list[Any]:
+def _check_depth(depth: int, where: str) -> None:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidOptionError(f"filter {where}: nested more than {MAX_FILTER_DEPTH} levels deep")
+
+
+def _node(value: Any, where: str, depth: int = 0) -> list[Any]:
     """One filter value as a script node (see _store_lua's _FILTER), the shape of
     InMemoryStore's ``_compare_values``."""
+    _check_depth(depth, where)
     if isinstance(value, Mapping):
         if any(str(name).startswith("$") for name in value):
             pairs = []
@@ -53,7 +63,7 @@ def _node(value: Any, where: str) -> list[Any]:
                 if op not in _OPERATORS:
                     raise InvalidOptionError(f"filter {where}: unsupported operator {op!r}")
                 if op in ("$eq", "$ne"):
-                    pairs.append([op, _exact(operand, f"{where}.{op}")])
+                    pairs.append([op, _exact(operand, f"{where}.{op}", depth + 1)])
                     continue
                 try:
                     number = float(operand)
@@ -63,19 +73,20 @@ def _node(value: Any, where: str) -> list[Any]:
                     ) from exc
                 pairs.append([op, _exact(number, f"{where}.{op}")])
             return ["ops", pairs]
-        return ["obj", _entries(value, where)]
+        return ["obj", _entries(value, where, depth + 1)]
     if isinstance(value, (list, tuple)):
-        return ["arr", [_node(v, f"{where}[{i}]") for i, v in enumerate(value)]]
+        return ["arr", [_node(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]]
     return ["eq", _exact(value, where)]
 
 
-def _entries(filter: Mapping[str, Any], where: str) -> list[list[Any]]:
+def _entries(filter: Mapping[str, Any], where: str, depth: int = 0) -> list[list[Any]]:
     entries = []
     for name, value in filter.items():
         if not isinstance(name, str):
             raise InvalidOptionError(f"filter {where}: keys must be str, got {name!r}")
         parts = name.split(".") if "." in name else False
-        entries.append([name, _node(value, f"{where}{name}"), parts])
+        inner = f"{where}.{name}" if where else name
+        entries.append([name, _node(value, inner, depth), parts])
     return entries
 
 

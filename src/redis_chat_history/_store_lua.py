@@ -55,9 +55,14 @@ local function note_fresh(key)
     fresh[key] = true
   end
 end
+local pinned = {}
 local function extend(key, ms)
   if ms <= 0 then
     redis.call('PERSIST', key)
+    pinned[key] = true
+    return
+  end
+  if pinned[key] then
     return
   end
   local left = redis.call('PTTL', key)
@@ -72,6 +77,7 @@ end
 # KEYS: per shard, its namespace zset and its clock, then (item hash, namespace zset) per op.
 # ARGV: the number of shards, each shard's op count, then six per op: mode ('p' put,
 # 'd' delete), namespace path, key, value JSON, ttl ms (0: none), packed vectors ('' none).
+# Reply: {1, the namespace paths the puts added to their shards}.
 # Items get created/updated stamps from their shard's clock (server microseconds, strictly
 # increasing per shard), which also orders them.
 PUT_SCRIPT = Script(
@@ -88,9 +94,16 @@ for g = 1, shards do
   if bad then
     return bad
   end
+  for i = 0, ops - 1 do  -- an update keeps the stored created stamp: it must be a number
+    local created = redis.call('HGET', KEYS[k + 2 + 2 * i], 'created')
+    if created and not tonumber(created) then
+      return {'CORRUPT', KEYS[k + 2 + 2 * i], 'bad created stamp'}
+    end
+  end
   k = k + 2 + 2 * ops
 end
 
+local created_paths = {}  -- namespaces new to their shard (the reply, for the registry)
 local function apply_shard(k, ops, a)
   local shard, clock_key = KEYS[k], KEYS[k + 1]
   note_fresh(shard)
@@ -125,6 +138,7 @@ local function apply_shard(k, ops, a)
       end
       if not redis.call('ZSCORE', shard, path) then
         redis.call('ZADD', shard, fmt(tick()), path)
+        created_paths[#created_paths + 1] = path
       end
       redis.call('HSET', item, 'value', value, 'created', created, 'updated', stamp)
       if vec ~= '' then
@@ -162,15 +176,28 @@ for g = 1, shards do
   k = k + 2 + 2 * ops
   a = a + 6 * ops
 end
-return {1}
+local reply = {1}
+for _, path in ipairs(created_paths) do
+  reply[#reply + 1] = path
+end
+return reply
 """
 )
 
 # Refresh the ttl of a read item and of the index keys it is found through.
 _REFRESH = """
-local function refresh_item(item, nsz, ttl)
+-- A stored ttl (ms) if it is a whole number PEXPIRE takes (the client caps ttls far
+-- below 1e14), else nil.
+local function valid_ms(ttl)
   local ms = tonumber(ttl)
-  if ms and ms > 0 then
+  if ms and ms > 0 and ms < 1e14 and ms == math.floor(ms) then
+    return ms
+  end
+  return nil
+end
+local function refresh_item(item, nsz, ttl)
+  local ms = valid_ms(ttl)
+  if ms then
     redis.call('PEXPIRE', item, ms)
     extend(nsz, ms)
     extend(KEYS[1], ms)
@@ -207,6 +234,8 @@ for i = 0, (#KEYS - 2) / 2 - 1 do
     end
     drop_entry(nsz, key, path)
     reply[i + 1] = false
+  elseif got[4] and not valid_ms(got[4]) then
+    return {'CORRUPT', item, 'bad ttl field'}
   else
     if refresh then
       refresh_item(item, nsz, got[4])

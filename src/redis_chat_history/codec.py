@@ -125,9 +125,9 @@ def exceeds_nesting_limit(element: bytes | str, value: Any) -> bool:
         inner: list[Any] = []
         for item in level:
             if isinstance(item, dict):
-                inner.extend(v for v in item.values() if isinstance(v, (dict, list)))
-            elif isinstance(item, list):
-                inner.extend(v for v in item if isinstance(v, (dict, list)))
+                inner.extend(v for v in item.values() if isinstance(v, (dict, list, tuple)))
+            elif isinstance(item, (list, tuple)):
+                inner.extend(v for v in item if isinstance(v, (dict, list, tuple)))
         if not inner:
             return False
         level = inner

@@ -44,6 +44,7 @@ from langgraph.store.base import (
 )
 
 from . import _store_core as core
+from ._store_batch import batch_flow
 from ._store_filters import compile_filter
 from ._twin_drivers import TwinDriven, TwinDrivers
 from .codec import DEFAULT_MAX_MESSAGE_BYTES
@@ -77,13 +78,34 @@ def _ttl_config(ttl: Any) -> TTLConfig | None:
     return TTLConfig(**ttl)  # type: ignore[typeddict-item]
 
 
+#: The longest ttl accepted: 100 years (in minutes), far inside what PEXPIRE and Lua's
+#: number formatting take exactly.
+MAX_TTL_MINUTES = 100 * 365 * 24 * 60
+
+
 def _ttl_ms(minutes: Any) -> int:
     """A ttl in minutes as milliseconds (None: 0, no ttl)."""
     if minutes is None:
         return 0
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
-        raise InvalidOptionError(f"ttl must be minutes > 0 or None, got {minutes!r}")
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, (int, float))
+        or not 0 < minutes <= MAX_TTL_MINUTES
+    ):
+        raise InvalidOptionError(
+            f"ttl must be minutes > 0 and at most {MAX_TTL_MINUTES} (100 years) or None, "
+            f"got {minutes!r}"
+        )
     return max(1, round(minutes * 60_000))
+
+
+def _encodable(text: str) -> bool:
+    """Whether a str is valid UTF-8 text (no lone surrogates), as keys and labels must be."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unit(vector: Sequence[float], dims: int) -> tuple[float, ...]:
@@ -124,11 +146,12 @@ class _Prepared:
         self._text_at: dict[str, int] = {}
         self.put_texts: dict[int, list[int]] = {}  # op index -> text indexes
         self.values: dict[int, str | None] = {}
+        for op in ops:
+            store._check_op(op)
         winners = {
             (op.namespace, op.key): index for index, op in enumerate(ops) if isinstance(op, PutOp)
         }
         for index, op in enumerate(ops):
-            store._check_op(op)
             if isinstance(op, PutOp):
                 self.values[index] = (
                     None
@@ -317,15 +340,29 @@ class _StoreBase(TwinDriven, BaseStore):
         if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
             raise ValueError(f"Unknown operation type: {type(op)}")
         validate_op_namespace(op)
+        labels = (
+            op.namespace if isinstance(op, (GetOp, PutOp)) else getattr(op, "namespace_prefix", ())
+        )
+        if not all(_encodable(label) for label in labels if isinstance(label, str)):
+            raise InvalidNamespaceError(f"namespace labels must be valid UTF-8 text: {labels!r}")
         if isinstance(op, (GetOp, PutOp)):
             if not op.namespace:
                 raise InvalidNamespaceError("Namespace cannot be empty.")
             if not isinstance(op.key, str):
                 raise InvalidItemError(f"item keys must be str, not {type(op.key).__name__}")
+            if not _encodable(op.key):
+                raise InvalidItemError(f"item keys must be valid UTF-8 text: {op.key!r}")
         if isinstance(op, PutOp) and op.value is not None:
             _ttl_ms(op.ttl)
         if isinstance(op, ListNamespacesOp):
+            depth = op.max_depth
+            if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)):
+                raise InvalidOptionError(f"max_depth must be an int or None, got {depth!r}")
             for condition in op.match_conditions or ():
+                if not all(_encodable(label) for label in condition.path):
+                    raise InvalidNamespaceError(
+                        f"labels must be valid UTF-8 text: {condition.path!r}"
+                    )
                 if condition.match_type not in ("prefix", "suffix"):
                     raise ValueError(f"Unsupported match type: {condition.match_type}")
         for name in ("limit", "offset"):
@@ -344,7 +381,7 @@ class _StoreBase(TwinDriven, BaseStore):
             texts = self.embeddings.embed_documents(prepared.texts)
         for query in prepared.queries:
             queries.append(self.embeddings.embed_query(query))
-        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
+        flow = batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
         return _results(ops, self._sync_driver()._drive(flow))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
@@ -358,7 +395,7 @@ class _StoreBase(TwinDriven, BaseStore):
             queries = list(
                 await asyncio.gather(*(self.embeddings.aembed_query(q) for q in prepared.queries))
             )
-        flow = core.batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
+        flow = batch_flow(self._keys, prepared.core_ops(texts, queries), self._shape)
         return _results(ops, await self._async_driver()._drive(flow))
 
 

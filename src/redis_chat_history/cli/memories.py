@@ -34,7 +34,7 @@ __all__ = ["memories_cmd"]
 _VALUE_WIDTH = 80
 
 
-def _store(cli: Cli, prefix: str | None) -> RedisStore:
+def _store(cli: Cli, prefix: str | None, shard_depth: int | None) -> RedisStore:
     """A RedisStore over the command's client (LangGraph imported here, not before)."""
     try:
         from ..langgraph_store import RedisStore
@@ -45,6 +45,8 @@ def _store(cli: Cli, prefix: str | None) -> RedisStore:
     options: dict[str, Any] = {"retry_deadline": 2.0}
     if prefix is not None:
         options["prefix"] = prefix
+    if shard_depth is not None:
+        options["shard_depth"] = shard_depth
     return RedisStore(cli.client, **options)
 
 
@@ -91,6 +93,12 @@ def _short(value: Any) -> str:
 @cli_command_options
 @click.argument("namespace", required=False, default="")
 @click.option("--prefix", default=None, help="Key prefix of the RedisStore (default: the store's).")
+@click.option(
+    "--shard-depth",
+    type=click.IntRange(min=1),
+    help="The RedisStore's shard_depth= (default: the store's, 2). A store whose keys were "
+    "made with another depth is refused.",
+)
 @click.option("--key", "item_key", metavar="KEY", help="Show this one item in full.")
 @click.option(
     "--filter",
@@ -109,6 +117,7 @@ def memories_cmd(
     cli: Cli,
     namespace: str,
     prefix: str | None,
+    shard_depth: int | None,
     item_key: str | None,
     filters: tuple[str, ...],
     limit: int,
@@ -126,7 +135,7 @@ def memories_cmd(
     Exits 1 when nothing is found.
     """
     labels = parse_namespace(namespace)
-    store = _store(cli, prefix)
+    store = _store(cli, prefix, shard_depth)
     if item_key is not None:
         if not labels or list_namespaces or filters:
             raise CliError("--key needs a NAMESPACE, without --filter or --namespaces", 2)
