@@ -122,7 +122,7 @@ def search_flow(keys: StoreKeys, search: Search) -> Flow[list[Stored]]:
     """A search: one script when the prefix fixes the shard, else one per shard that
     holds a namespace under the prefix (found in the registry). With a query the
     scripts return every match with its vectors and the client ranks them (measured by
-    benchmarks/store_search.py: as fast end to end, and the server is blocked 2.4 to 5.0
+    benchmarks/store_search.py: as fast end to end, and the server is blocked 2.7 to 4.5
     times less than by scoring in Lua). Unless the script returned the page itself, the
     ttls of the returned items are refreshed in a second round trip (if any has one)."""
     if len(search.prefix) >= keys.depth:

@@ -8,10 +8,10 @@ for the keys. Both classes serve the sync and the async API (``batch`` and ``aba
 Costs: a get, put or search whose namespace (prefix) has at least ``shard_depth`` labels
 is one script in one shard; a search with a shorter prefix reads the namespace registry
 and runs one script per shard under it (one round trip, every shard's items scanned).
-With ``query=`` every match under the prefix is scored exactly, in the client (measured
-by benchmarks/store_search.py, 2 cores: 1,000 items of 1,536 dims in ~58 ms, 15 ms of it
-in the server; 10,000 in ~0.85 s): past about 2,000 items at 1,536 dims (5,000 at 384) per
-searched prefix, use a vector index. docs/langgraph-store.md has the table and the rest.
+With ``query=`` every match under the prefix is scored exactly, in the client (numpy if
+installed), as benchmarks/store_search.py measured best: past about 2,000 items at 1,536
+dims (5,000 at 384) per searched prefix, use a vector index. docs/langgraph-store.md has
+the table and the rest.
 """
 
 from __future__ import annotations
