@@ -33,6 +33,20 @@ __all__ = ["list_flow", "search_flow"]
 _CHECK_CHUNK = 256
 
 
+class _Row(NamedTuple):
+    """One match as the search script returns it (raw bytes; see _store_lua)."""
+
+    path: bytes
+    key: bytes
+    value: bytes
+    created: bytes
+    updated: bytes
+    ns_score: bytes  # the namespace's creation stamp in its shard
+    lua_score: Any  # the script's own score (its benchmark-only "score" mode), else false
+    vectors: bytes | None  # the packed vectors ("fetch" mode), else None
+    ttl: bytes | None  # the item's ttl field, if it has one
+
+
 class _Match(NamedTuple):
     """A search match with what orders it across shards; its value is decoded only if it
     is returned (a query ranks every match, most of which are not)."""
@@ -41,8 +55,7 @@ class _Match(NamedTuple):
     path: str
     created: int
     score: float | None
-    row: Any  # the script's entry for it
-    ttl: bool  # the item has a ttl (to refresh if it is returned)
+    row: _Row
     keys: StoreKeys
 
     @property
@@ -51,17 +64,21 @@ class _Match(NamedTuple):
 
     @property
     def key(self) -> str:
-        return text(self.row[1])
+        return text(self.row.key)
+
+    @property
+    def ttl(self) -> bool:
+        """Whether the item has a ttl (to refresh if it is returned)."""
+        return self.row.ttl is not None
 
     def item(self) -> Stored:
         namespace, name = self.namespace, self.key
-        value, updated = self.row[2], self.row[4]
         return Stored(
             namespace,
             name,
-            decode_value(namespace, name, value, self.keys),
+            decode_value(namespace, name, self.row.value, self.keys),
             self.created,
-            stamp_of(updated, namespace, name, self.keys),
+            stamp_of(self.row.updated, namespace, name, self.keys),
             self.score,
         )
 
@@ -89,18 +106,16 @@ def plan_search(keys: StoreKeys, shard: str, search: Search, *, page: bool) -> P
     )
 
     def parse(replies: list[Any]) -> list[_Match]:
-        rows = checked(replies[0])
+        rows = [_Row(*entry) for entry in checked(replies[0])]
         scores: list[float | None] = [None] * len(rows)
         if search.query is not None:
-            vectors = [None if row[7] is None else bytes(row[7]) for row in rows]
+            vectors = [None if row.vectors is None else bytes(row.vectors) for row in rows]
             scores = best_scores(vectors, search.query, search.dims)
         matches = []
         for row, score in zip(rows, scores, strict=True):
-            path, key, ns_score, ttl = text(row[0]), row[1], row[5], row[8]
-            created_us = stamp_of(row[3], namespace_of(path), text(key), keys)
-            matches.append(
-                _Match(float(text(ns_score)), path, created_us, score, row, ttl is not None, keys)
-            )
+            path = text(row.path)
+            created_us = stamp_of(row.created, namespace_of(path), text(row.key), keys)
+            matches.append(_Match(float(text(row.ns_score)), path, created_us, score, row, keys))
         return matches
 
     call = Call(args, script=SEARCH_SCRIPT, keys=keys.shard_keys(shard), raw=True)
