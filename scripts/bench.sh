@@ -7,6 +7,10 @@
 # `scripts/bench.sh langgraph [--turns 30] [--reps N] [--no-save]` runs the LangGraph
 # checkpointer comparison instead (benchmarks/langgraph.py): it also installs the savers it
 # compares against and starts its own PostgreSQL (initdb and pg_ctl must be on PATH).
+#
+# `scripts/bench.sh store [--reps N] [--no-save]` runs the LangGraph store's benchmarks:
+# everyday operations against raw redis-py (benchmarks/store_ops.py), then exact semantic
+# search, scored with numpy, in pure Python and in Lua (benchmarks/store_search.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,12 @@ if [ "${1:-}" = "langgraph" ]; then
     "psycopg[binary]==3.3.9" psycopg-pool "langgraph-checkpoint-plainredis==0.1.0" \
     "langgraph-checkpoint-aws[valkey]==1.2.6"
   exec .venv-bench/bin/python -m benchmarks.langgraph "$@"
+fi
+
+if [ "${1:-}" = "store" ]; then
+  shift
+  .venv-bench/bin/python -m benchmarks.store_ops "$@"
+  exec .venv-bench/bin/python -m benchmarks.store_search "$@"
 fi
 
 exec .venv-bench/bin/python -m benchmarks.run "$@"
