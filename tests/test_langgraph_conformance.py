@@ -82,3 +82,24 @@ async def test_sync_saver_serves_the_async_api(redis_url: str) -> None:
     finally:
         await aclose_shared_clients()
     check(report)
+
+
+async def test_saver_with_owner_index_and_ttl(redis_url: str) -> None:
+    """The options that change the write path (an owner index, a ttl on every key with
+    refresh on read) keep every capability: the suite passes with them on."""
+
+    @conformance.checkpointer_test(name="RedisSaver(owner_key, ttl)")
+    async def factory() -> AsyncIterator[BaseCheckpointSaver]:
+        with saver_module.RedisSaver.from_conn_string(
+            redis_url,
+            prefix=unique_prefix("owned"),
+            owner_key="user_id",
+            ttl={"default_ttl": 60, "refresh_on_read": True},
+        ) as saver:
+            yield saver
+
+    try:
+        report = await conformance.validate(factory)
+    finally:
+        await aclose_shared_clients()
+    check(report)
