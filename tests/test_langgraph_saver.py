@@ -1188,11 +1188,11 @@ async def test_owner_index_expiry_follows_the_threads(
 def test_registry_prune_spares_an_entry_a_put_rescored(client: Any) -> None:
     """A listing removes a stale entry only if its score is still the one it saw: a put
     in between re-scored it, so the thread is alive and stays listed."""
-    from redis_chat_history._checkpoint_core import PRUNE_REGISTRY_SCRIPT
+    from redis_chat_history._sessions_core import PRUNE_INDEX_SCRIPT
 
     key = f"reg{os.urandom(3).hex()}:threads"
     client.zadd(key, {"a": 5, "b": 7})
-    assert client.eval(PRUNE_REGISTRY_SCRIPT.text, 1, key, "a", 4, "b", 7) == 1
+    assert client.eval(PRUNE_INDEX_SCRIPT.text, 1, key, "a", 4, "b", 7) == 1
     assert client.zrange(key, 0, -1) == [b"a"]
     client.delete(key)
 

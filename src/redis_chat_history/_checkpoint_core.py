@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from ._core import ServerFacts, durability_problem, server_version
 from ._plan import Call, Flow, Info, Plan, Scan, Script, WrongTypeReply, text
+from ._sessions_core import PRUNE_INDEX_SCRIPT
 from .durability import Durability
 from .errors import CorruptCheckpointError, DurabilityUnsupportedError, InvalidCheckpointError
 from .layouts import decode_tag, encode_tag, glob_escape
@@ -124,6 +125,15 @@ for n = 1, 8 do
   if found ~= 'none' and found ~= expected[n] then
     return {'WRONGTYPE', n, found}
   end
+end
+-- The id of the namespace's newest checkpoint, or nil (idx members are ns \\0 id).
+local function latest_id(ns)
+  local latest = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ns .. '\\1', '[' .. ns .. '\\0',
+                            'LIMIT', 0, 1)
+  if #latest == 0 then
+    return nil
+  end
+  return string.sub(latest[1], #ns + 2)
 end
 local function expire_all(ms)
   if ms > 0 then
@@ -219,12 +229,10 @@ GET_SCRIPT = Script(
     + """
 local ns, id = ARGV[2], ARGV[3]
 if id == '' then
-  local latest = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ns .. '\\1', '[' .. ns .. '\\0',
-                            'LIMIT', 0, 1)
-  if #latest == 0 then
+  id = latest_id(ns)
+  if not id then
     return {}
   end
-  id = string.sub(latest[1], #ns + 2)
 end
 local found = load(ns, id)
 if not found then
@@ -465,22 +473,6 @@ return found
 """
 )
 
-# KEYS: a registry or owner index. ARGV: thread, score, thread, score, ...
-# Removes each entry only if its score is still the one the caller saw as stale (a put
-# meanwhile re-scored it: the thread is alive).
-PRUNE_REGISTRY_SCRIPT = Script(
-    """
-local removed = 0
-for i = 1, #ARGV, 2 do
-  local score = redis.pcall('ZSCORE', KEYS[1], ARGV[i])
-  if type(score) == 'string' and tonumber(score) == tonumber(ARGV[i + 1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
-  end
-end
-return removed
-"""
-)
-
 
 def plan_owner(keys: ThreadKeys, owner_key: str) -> Plan[str | None]:
     """The thread's owner: ``owner_key`` in its newest checkpoint's metadata."""
@@ -534,12 +526,10 @@ DELTA_SCRIPT = Script(
     + """
 local ns, id = ARGV[1], ARGV[2]
 if id == '' then
-  local latest = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ns .. '\\1', '[' .. ns .. '\\0',
-                            'LIMIT', 0, 1)
-  if #latest == 0 then
+  id = latest_id(ns)
+  if not id then
     return {}
   end
-  id = string.sub(latest[1], #ns + 2)
 end
 local remaining, left = {}, 0
 for i = 3, #ARGV do
@@ -939,7 +929,7 @@ def threads_flow(
         if stale:
             args = tuple(value for thread, score in stale for value in (thread, score))
             start -= yield Plan(
-                (Call(args, script=PRUNE_REGISTRY_SCRIPT, keys=(registry,)),),
+                (Call(args, script=PRUNE_INDEX_SCRIPT, keys=(registry,)),),
                 lambda replies: int(replies[0]),
             )
         found += [
