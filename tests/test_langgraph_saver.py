@@ -287,6 +287,8 @@ async def test_no_ttl_means_no_expiry(make: Any, client: Any) -> None:
         {"default_ttl": "1"},
         {"default_ttl": True},
         {"default_ttl": float("nan")},
+        {"default_ttl": float("inf")},
+        {"default_ttl": 100 * 365 * 24 * 60 + 1},
         {"default_ttl": 1, "refresh_on_read": "yes"},
         {"default_ttl": 1, "bogus": 1},
         {"ttl": 1},

@@ -86,6 +86,22 @@ def check_ttl(ttl: Any) -> int | None:
     return ttl or None
 
 
+def check_ttl_minutes(name: str, minutes: Any) -> int:
+    """A ttl in minutes (LangGraph's unit) as whole milliseconds, at least 1: more than 0
+    and at most MAX_TTL_SECONDS (100 years, far inside what PEXPIRE and the scripts' number
+    formatting take exactly), else InvalidOptionError naming ``name``."""
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, (int, float))
+        or not 0 < minutes <= MAX_TTL_SECONDS / 60
+    ):
+        raise InvalidOptionError(
+            f"{name} must be minutes > 0 and at most {MAX_TTL_SECONDS // 60} (100 years), "
+            f"got {minutes!r}"
+        )
+    return max(1, round(minutes * 60_000))
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` if it is an int >= 1, else raise InvalidOptionError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -47,6 +47,7 @@ from ._async_driver import AsyncDriver
 from ._plan import run_plan
 from ._sync_driver import SyncDriver
 from ._twin_drivers import TwinDriven, TwinDrivers
+from ._validate import check_ttl_minutes
 from .durability import Durability, resolve_durability
 from .errors import InvalidCheckpointError, InvalidOptionError
 from .langgraph_store import AsyncRedisStore, RedisStore
@@ -68,11 +69,9 @@ def _ttl_settings(ttl: Mapping[str, Any] | None) -> tuple[int, bool]:
     refresh = ttl.get("refresh_on_read", False)
     if minutes is None:
         return 0, False
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
-        raise InvalidOptionError(f"ttl['default_ttl'] must be minutes > 0, got {minutes!r}")
     if not isinstance(refresh, bool):
         raise InvalidOptionError(f"ttl['refresh_on_read'] must be a bool, got {refresh!r}")
-    return max(1, round(minutes * 60_000)), refresh
+    return check_ttl_minutes("ttl['default_ttl']", minutes), refresh
 
 
 class _SaverBase(TwinDriven, BaseCheckpointSaver[str]):

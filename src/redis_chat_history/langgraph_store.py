@@ -47,6 +47,7 @@ from . import _store_core as core
 from ._store_batch import batch_flow
 from ._store_filters import compile_filter
 from ._twin_drivers import TwinDriven, TwinDrivers
+from ._validate import check_ttl_minutes
 from .codec import DEFAULT_MAX_MESSAGE_BYTES
 from .errors import InvalidItemError, InvalidOptionError
 from .settings import StoreSettings
@@ -78,25 +79,9 @@ def _ttl_config(ttl: Any) -> TTLConfig | None:
     return TTLConfig(**ttl)  # type: ignore[typeddict-item]
 
 
-#: The longest ttl accepted: 100 years (in minutes), far inside what PEXPIRE and Lua's
-#: number formatting take exactly.
-MAX_TTL_MINUTES = 100 * 365 * 24 * 60
-
-
 def _ttl_ms(minutes: Any) -> int:
     """A ttl in minutes as milliseconds (None: 0, no ttl)."""
-    if minutes is None:
-        return 0
-    if (
-        isinstance(minutes, bool)
-        or not isinstance(minutes, (int, float))
-        or not 0 < minutes <= MAX_TTL_MINUTES
-    ):
-        raise InvalidOptionError(
-            f"ttl must be minutes > 0 and at most {MAX_TTL_MINUTES} (100 years) or None, "
-            f"got {minutes!r}"
-        )
-    return max(1, round(minutes * 60_000))
+    return 0 if minutes is None else check_ttl_minutes("ttl", minutes)
 
 
 def _encodable(text: str) -> bool:
